@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI routers, request schemas and the error handler."""

@@ -1,0 +1,232 @@
+"""OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/models."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..engine.base import GenerationRequest, SamplingParams
+from ..errors import InvalidRequest, Unauthorized
+from ..registry import BASE, AdapterRef
+from ..routing import RouteContext
+from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
+from .streaming import collect, sse_chunks
+
+router = APIRouter()
+
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+
+
+def bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def check_inference_key(request: Request) -> str | None:
+    """When inference keys are configured, require one of them (or the admin key)."""
+    settings = request.app.state.services.settings
+    key = bearer(request)
+    if not settings.api_keys:
+        return key
+    allowed = {k.get_secret_value() for k in settings.api_keys}
+    if settings.admin_key is not None:
+        allowed.add(settings.admin_key.get_secret_value())
+    if key is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    if key not in allowed:
+        raise Unauthorized("invalid API key")
+    return key
+
+
+def served_by(ref: AdapterRef | None) -> str:
+    return str(ref) if ref is not None else BASE
+
+
+class Prepared:
+    """A validated request bound to one adapter version and turned into engine input."""
+
+    def __init__(self, ref: AdapterRef | None, gen: GenerationRequest, model: str) -> None:
+        self.ref = ref
+        self.gen = gen
+        self.model = model
+
+
+def prepare(
+    request: Request,
+    body: SamplingFields,
+    prompt_ids: list[int],
+    default_max: int,
+    ref: AdapterRef | None,
+    id_prefix: str,
+) -> Prepared:
+    services = request.app.state.services
+    engine = services.engine
+    limit = engine.max_model_len
+    if len(prompt_ids) >= limit:
+        raise InvalidRequest(
+            f"this model's maximum context length is {limit} tokens, but the prompt has {len(prompt_ids)} "
+            "tokens; shorten the messages",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    asked = body.requested_max_tokens()  # type: ignore[attr-defined]
+    room = limit - len(prompt_ids)
+    if asked is not None and asked > room:
+        raise InvalidRequest(
+            f"this model's maximum context length is {limit} tokens; you asked for {len(prompt_ids) + asked} "
+            f"({len(prompt_ids)} in the prompt, {asked} for the completion); lower max_tokens to {room} or less",
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
+    max_tokens = asked if asked is not None else min(default_max, room)
+    params = SamplingParams(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=tuple(body.stop_list()),
+        ignore_eos=body.ignore_eos,
+    )
+    request_id = f"{id_prefix}-{uuid.uuid4().hex}"
+    gen = GenerationRequest(request_id, prompt_ids, params, adapter=str(ref) if ref is not None else None)
+    return Prepared(ref, gen, body.model)
+
+
+def route(request: Request, body: SamplingFields, api_key: str | None) -> AdapterRef | None:
+    services = request.app.state.services
+    ctx = RouteContext(
+        model=body.model,
+        path=request.url.path,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        api_key=api_key,
+    )
+    return services.router.route(ctx)
+
+
+async def _respond(request: Request, prepared: Prepared, body: SamplingFields, kind: str) -> Any:
+    headers = {"X-Adapter": served_by(prepared.ref), "X-Request-Id": prepared.gen.request_id}
+    engine = request.app.state.services.engine
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        stream = engine.generate(prepared.gen)
+        chunks = sse_chunks(stream, prepared.gen.request_id, prepared.model, created, kind, include_usage)
+        first = await anext(chunks)  # surfaces queue-full and engine errors as a status code
+        return StreamingResponse(
+            _prepend(first, chunks),
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache"},
+        )
+    text, reason, usage = await collect(request, engine, prepared.gen)
+    if kind == "chat":
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": reason,
+            "logprobs": None,
+        }
+        obj = "chat.completion"
+    else:
+        choice = {"index": 0, "text": text, "finish_reason": reason, "logprobs": None}
+        obj = "text_completion"
+    payload = {
+        "id": prepared.gen.request_id,
+        "object": obj,
+        "created": created,
+        "model": prepared.model,
+        "choices": [choice],
+        "usage": usage,
+        "system_fingerprint": None,
+    }
+    return JSONResponse(payload, headers=headers)
+
+
+async def _prepend(first: str, rest):
+    yield first
+    async for item in rest:
+        yield item
+
+
+def _chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    try:
+        ids = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+    except Exception as exc:  # jinja TemplateError from a template's raise_exception, e.g. role order
+        raise InvalidRequest(
+            f"messages do not fit the model's chat template: {exc}", param="messages"
+        ) from exc
+    return list(ids)
+
+
+async def chat_completions(request: Request, body: ChatCompletionRequest) -> Any:
+    api_key = check_inference_key(request)
+    ref = route(request, body, api_key)
+    services = request.app.state.services
+    prompt_ids = _chat_prompt(services.engine.tokenizer, body.chat())
+    prepared = prepare(request, body, prompt_ids, services.settings.default_max_tokens, ref, "chatcmpl")
+    return await _respond(request, prepared, body, "chat")
+
+
+async def completions(request: Request, body: CompletionRequest) -> Any:
+    api_key = check_inference_key(request)
+    ref = route(request, body, api_key)
+    tokenizer = request.app.state.services.engine.tokenizer
+    if isinstance(body.prompt, str):
+        prompt_ids = list(tokenizer(body.prompt, add_special_tokens=True)["input_ids"])
+    else:
+        vocab = len(tokenizer)
+        if any(not isinstance(t, int) or t < 0 or t >= vocab for t in body.prompt):
+            raise InvalidRequest(f"prompt token ids must lie in [0, {vocab})", param="prompt")
+        prompt_ids = list(body.prompt)
+    prepared = prepare(request, body, prompt_ids, COMPLETIONS_DEFAULT_MAX_TOKENS, ref, "cmpl")
+    return await _respond(request, prepared, body, "text")
+
+
+# The same handlers also answer under any path prefix, so route rules can match on the path
+# (e.g. /scenarios/after-sales/v1/chat/completions).
+for prefix in ("", "/{route_prefix:path}"):
+    router.add_api_route(
+        f"{prefix}/v1/chat/completions", chat_completions, methods=["POST"], include_in_schema=not prefix
+    )
+    router.add_api_route(
+        f"{prefix}/v1/completions", completions, methods=["POST"], include_in_schema=not prefix
+    )
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> JSONResponse:
+    check_inference_key(request)
+    services = request.app.state.services
+    base_id = services.settings.base_model_id
+    created = services.started_at
+    data = [
+        {
+            "id": base_id,
+            "object": "model",
+            "created": created,
+            "owned_by": "switchboard",
+            "root": base_id,
+            "parent": None,
+            "max_model_len": services.engine.max_model_len,
+        }
+    ]
+    for name in services.registry.names():
+        ref = services.registry.lookup(name)
+        data.append(
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "switchboard",
+                "root": str(services.registry.path(ref)) if ref else None,
+                "parent": base_id,
+                "version": ref.version if ref else None,
+            }
+        )
+    return JSONResponse({"object": "list", "data": data})

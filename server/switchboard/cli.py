@@ -1,0 +1,119 @@
+"""The `switchboard` command: serve, model path."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import Settings, load_settings
+
+
+def _field_help(name: str) -> str:
+    return Settings.model_fields[name].description or ""
+
+
+def _parse_adapter(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
+    return name, path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description="Serve many LoRA adapters from one base model."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible server")
+    serve.add_argument("--config", type=Path, help="YAML config file (any setting below)")
+    serve.add_argument("--host", help=_field_help("host"))
+    serve.add_argument("--port", type=int, help=_field_help("port"))
+    serve.add_argument("--model", help=_field_help("model"))
+    serve.add_argument("--engine", choices=["hf", "vllm"], help=_field_help("engine"))
+    serve.add_argument(
+        "--dtype", choices=["auto", "bfloat16", "float16", "float32"], help=_field_help("dtype")
+    )
+    serve.add_argument(
+        "--adapter", action="append", type=_parse_adapter, metavar="NAME=DIR", help=_field_help("adapters")
+    )
+    serve.add_argument("--adapter-dir", type=Path, help=_field_help("adapter_dir"))
+    serve.add_argument("--adapter-root", action="append", type=Path, help=_field_help("adapter_roots"))
+    serve.add_argument("--state-dir", type=Path, help=_field_help("state_dir"))
+    serve.add_argument("--cache-dir", type=Path, help=_field_help("cache_dir"))
+    serve.add_argument("--admin-key", help=_field_help("admin_key"))
+    serve.add_argument("--api-key", action="append", help=_field_help("api_keys"))
+    serve.add_argument("--default-adapter", help=_field_help("default_adapter"))
+    serve.add_argument("--max-batch-size", type=int, help=_field_help("max_batch_size"))
+    serve.add_argument("--max-model-len", type=int, help=_field_help("max_model_len"))
+    serve.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help=_field_help("log_level")
+    )
+
+    model = sub.add_parser("model", help="base model utilities")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    path = model_sub.add_parser("path", help="print the local Hugging Face dir of the base model")
+    path.add_argument("--model", help=_field_help("model"))
+    path.add_argument("--cache-dir", type=Path, help=_field_help("cache_dir"))
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "model": args.model,
+        "engine": args.engine,
+        "dtype": args.dtype,
+        "adapters": dict(args.adapter) if args.adapter else None,
+        "adapter_dir": args.adapter_dir,
+        "adapter_roots": args.adapter_root,
+        "state_dir": args.state_dir,
+        "cache_dir": args.cache_dir,
+        "admin_key": args.admin_key,
+        "api_keys": args.api_key,
+        "default_adapter": args.default_adapter,
+        "max_batch_size": args.max_batch_size,
+        "max_model_len": args.max_model_len,
+        "log_level": args.log_level,
+    }
+    settings = load_settings(args.config, **overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=5
+    )
+    return 0
+
+
+def _model_path(args: argparse.Namespace) -> int:
+    from .models import resolve_model_dir
+
+    settings = load_settings(None, model=args.model, cache_dir=args.cache_dir)
+    print(resolve_model_dir(settings.model, settings.cache_dir))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "model":
+            return _model_path(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"switchboard: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Settings: one pydantic-settings model read from CLI flags, SWITCHBOARD_* env vars and a YAML file.
+
+Priority, highest first: command-line flags, environment variables, the YAML config file, defaults.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUNDLED_ADAPTER_DIR = REPO_ROOT / "adapters"
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("switchboard_config", default=None)
+
+
+class RouteRule(BaseModel):
+    """Send requests whose `model` is the base model id to `adapter` when every given condition matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: str = Field(
+        description="Adapter name, alias or NAME@VERSION to route to ('base' for the bare model)."
+    )
+    path_prefix: str | None = Field(
+        default=None,
+        description="Match when the request path starts with this, e.g. /scenarios/after-sales/.",
+    )
+    header: str | None = Field(
+        default=None, description="Match on this request header (case-insensitive name)."
+    )
+    value: str | None = Field(
+        default=None, description="Required value of `header` (any value when omitted)."
+    )
+    api_key: str | None = Field(default=None, description="Match requests made with this inference API key.")
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> RouteRule:
+        if not (self.path_prefix or self.header or self.api_key):
+            raise ValueError("a route rule needs at least one of path_prefix, header or api_key")
+        if self.value is not None and not self.header:
+            raise ValueError("a route rule's 'value' needs a 'header' to compare with")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything `switchboard serve` can be told. Each field is also a CLI flag and a SWITCHBOARD_* variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    model: str = Field(
+        default="gemma3-270m",
+        description="Base model: an embedded name (gemma3-270m, smollm2-135m) or a local Hugging Face model dir.",
+    )
+    served_model_name: str | None = Field(
+        default=None, description="Model id the API reports for the base model (default: the model name)."
+    )
+    engine: Literal["hf", "vllm"] = Field(default="hf", description="Inference engine.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        default="auto", description="Weights dtype; auto is bfloat16 on CPU and GPU."
+    )
+    adapters: dict[str, Path] = Field(
+        default_factory=dict, description="Static adapters, NAME -> PEFT dir (CLI: --adapter NAME=DIR)."
+    )
+    adapter_dir: Path | None = Field(
+        default=None,
+        description="Serve every PEFT dir inside this dir, named after the dir (default: the bundled adapters/).",
+    )
+    adapter_roots: list[Path] = Field(
+        default_factory=list,
+        description="Dirs under which runtime-registered adapters may live (default: the adapter dir).",
+    )
+    state_dir: Path = Field(default=Path("state"), description="Dir that holds the registry file.")
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "switchboard",
+        description="Where the embedded default model is converted to a Hugging Face dir once.",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="Bearer key for /admin; unset = admin API off."
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="Bearer keys accepted on /v1 (none = no authentication)."
+    )
+    default_adapter: str | None = Field(
+        default=None,
+        description="Adapter for requests whose model is the base id and that match no route rule.",
+    )
+    routes: list[RouteRule] = Field(default_factory=list, description="Route rules, first match wins.")
+    max_batch_size: int = Field(default=32, ge=1, le=1024, description="Most sequences decoded in one step.")
+    max_queue: int = Field(default=256, ge=1, description="Most requests waiting or running; beyond it: 429.")
+    max_model_len: int = Field(
+        default=4096,
+        ge=16,
+        description="Context window in tokens (prompt + completion), capped by the model's.",
+    )
+    default_max_tokens: int = Field(
+        default=512,
+        ge=1,
+        description="Completion tokens when a request sets no max_tokens (capped by context).",
+    )
+    max_body_bytes: int = Field(
+        default=2_000_000, ge=1024, description="Largest request body; beyond it: 413."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def base_model_id(self) -> str:
+        """The id the API reports for the base model."""
+        if self.served_model_name:
+            return self.served_model_name
+        path = Path(self.model)
+        return path.name if path.exists() else self.model
+
+    def effective_adapter_dir(self) -> Path | None:
+        """The adapter dir to serve: the configured one, else the bundled adapters/ if it exists."""
+        if self.adapter_dir is not None:
+            return self.adapter_dir
+        return BUNDLED_ADAPTER_DIR if BUNDLED_ADAPTER_DIR.is_dir() else None
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build Settings from an optional YAML file, the environment and explicit overrides (CLI flags)."""
+    path = Path(config_file) if config_file else None
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    token = _config_file.set(path)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,1 @@
+"""Engines: one protocol (base.py), implementations per backend (hf.py; vllm.py imported lazily)."""

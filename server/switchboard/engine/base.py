@@ -1,0 +1,71 @@
+"""The engine protocol: what the API layer may ask of an engine. No HTTP, headers or experiments here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens. temperature 0 means greedy."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One sequence to generate. `adapter` is the engine key of a loaded adapter, None for the bare base."""
+
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None = None
+
+
+@dataclass
+class GenerationOutput:
+    """An increment of one request's output; the last one has `finish_reason` set."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: str | None = None  # "stop" | "length" | "abort"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Engine(Protocol):
+    """One base model plus many LoRA adapters, with batched generation."""
+
+    model_id: str
+    max_model_len: int
+    tokenizer: Any
+
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationOutput]:
+        """Stream the outputs of `request`; closing the iterator aborts the request."""
+        ...
+
+    def abort(self, request_id: str) -> None: ...
+
+    async def add_adapter(self, key: str, path: Path) -> None:
+        """Load the PEFT adapter at `path` under `key`; raises AdapterIncompatible if it does not fit."""
+        ...
+
+    async def remove_adapter(self, key: str) -> None: ...
+
+    def resident_adapters(self) -> list[str]: ...
+
+    def load(self) -> dict[str, int]:
+        """Current queue depth and batch size, for health and metrics."""
+        ...

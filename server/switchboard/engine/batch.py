@@ -1,0 +1,111 @@
+"""The running batch of the hf engine: rows, their left-padded KV cache, attention mask and positions.
+
+Rows join by merging a freshly prefilled batch into the running one (caches left-padded to a common
+length, as TGI's CausalLMBatch.concatenate does) and leave by index selection; padding columns no row
+needs any more are trimmed. The cache is transformers' own DynamicCache with full layers, so sliding-
+window models (Gemma 3) keep every key: the sliding window is applied by the attention mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from .base import GenerationRequest
+from .detokenize import IncrementalDetokenizer
+from .sampling import RowSampler
+
+
+@dataclass
+class Row:
+    """One request in the batch."""
+
+    request: GenerationRequest
+    sink: Any  # callable(GenerationOutput) that delivers to the request's collector
+    detok: IncrementalDetokenizer
+    sampler: RowSampler
+    max_new: int  # completion tokens allowed (max_tokens capped by the context window)
+    generated: int = 0
+    finish_reason: str | None = None
+    stop_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def adapter_name(self) -> str:
+        return self.request.adapter or "__base__"
+
+
+def _left_pad(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    missing = length - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class Batch:
+    """Rows decoded together; row i owns cache row i, mask row i, position i and next token i."""
+
+    def __init__(
+        self,
+        rows: list[Row],
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        tokens: torch.Tensor,
+    ) -> None:
+        self.rows = rows
+        self.cache = cache
+        self.mask = mask  # [B, L] 1 = real token
+        self.positions = positions  # [B] position id of the next token to feed
+        self.tokens = tokens  # [B] next token to feed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def length(self) -> int:
+        return self.mask.shape[1]
+
+    def adapter_names(self) -> list[str]:
+        return [r.adapter_name for r in self.rows]
+
+    def _layers(self) -> list[Any]:
+        return list(self.cache.layers)
+
+    def merge(self, other: Batch) -> None:
+        """Append `other`'s rows, left-padding both caches to a common length."""
+        length = max(self.length, other.length)
+        for mine, theirs in zip(self._layers(), other._layers(), strict=True):
+            mine.keys = torch.cat([_left_pad(mine.keys, length, 2), _left_pad(theirs.keys, length, 2)], dim=0)
+            mine.values = torch.cat(
+                [_left_pad(mine.values, length, 2), _left_pad(theirs.values, length, 2)], dim=0
+            )
+        self.mask = torch.cat([_left_pad(self.mask, length, 1), _left_pad(other.mask, length, 1)], dim=0)
+        self.positions = torch.cat([self.positions, other.positions])
+        self.tokens = torch.cat([self.tokens, other.tokens])
+        self.rows.extend(other.rows)
+
+    def keep(self, indices: list[int]) -> None:
+        """Keep only the rows at `indices`, then drop left columns that no remaining row uses."""
+        if len(indices) == len(self.rows):
+            return
+        idx = torch.tensor(indices, dtype=torch.long)
+        self.rows = [self.rows[i] for i in indices]
+        self.mask = self.mask.index_select(0, idx)
+        self.positions = self.positions.index_select(0, idx)
+        self.tokens = self.tokens.index_select(0, idx)
+        used = self.mask.any(dim=0).nonzero()
+        start = int(used[0]) if len(used) else self.length
+        for layer in self._layers():
+            layer.keys = layer.keys.index_select(0, idx)[:, :, start:]
+            layer.values = layer.values.index_select(0, idx)[:, :, start:]
+        self.mask = self.mask[:, start:]
+
+    def advance(self, new_tokens: list[int]) -> None:
+        """Record the tokens sampled this step: they are fed at the next step."""
+        self.tokens = torch.tensor(new_tokens, dtype=torch.long)
+        self.positions = self.positions + 1

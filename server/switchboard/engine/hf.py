@@ -1,0 +1,405 @@
+"""The `hf` engine: transformers + PEFT on one base model, with iteration-level batching.
+
+One thread owns the model. Each iteration it (1) applies adapter loads/unloads queued by the API,
+(2) prefills waiting requests together and merges them into the running batch, (3) runs one decode
+step for every running row, each row with its own adapter (PEFT `adapter_names`, "__base__" for the
+bare model), and (4) hands each row's new text to its asyncio collector via call_soon_threadsafe.
+Finished and aborted rows leave the batch at once; new ones join at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from ..errors import AdapterIncompatible, EngineFailure, InvalidRequest, Overloaded
+from .base import GenerationOutput, GenerationRequest
+from .batch import Batch, Row
+from .detokenize import IncrementalDetokenizer
+from .sampling import RowSampler, sample
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def _pick_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        # bf16 is the fastest dtype on AVX-512-bf16 CPUs and on GPUs; fp32 elsewhere on CPU.
+        if torch.cuda.is_available() or torch.backends.mkldnn.is_available():
+            return torch.bfloat16
+        return torch.float32
+    return _DTYPES[name]
+
+
+class HFEngine:
+    """Engine over a transformers causal LM with PEFT LoRA adapters."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        model_id: str,
+        dtype: str = "auto",
+        max_batch_size: int = 32,
+        max_queue: int = 256,
+        max_model_len: int = 4096,
+        device: str | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.model_id = model_id
+        self.dtype = _pick_dtype(dtype)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self._max_model_len_cap = max_model_len
+        self.max_model_len = max_model_len
+        self.tokenizer: Any = None
+        self.model: Any = None
+        self._peft = False
+        self._adapters: dict[str, Path] = {}
+        self._inbox: queue.Queue[tuple[GenerationRequest, Callable[[GenerationOutput], None]]] = queue.Queue()
+        self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+        self._aborted: set[str] = set()
+        self._aborted_lock = threading.Lock()
+        self._pending = 0  # requests accepted and not yet finished (waiting + running)
+        self._pending_lock = threading.Lock()
+        self._running = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self.stop_ids: frozenset[int] = frozenset()
+
+    # ---------------------------------------------------------------- lifecycle
+    def load_model(self) -> None:
+        """Load tokenizer and base model (blocking; call from a worker thread)."""
+        started = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype)
+        model.to(self.device).eval()
+        model.requires_grad_(False)
+        self.model = model
+        self.max_model_len = min(
+            self._max_model_len_cap, getattr(model.config, "max_position_embeddings", self._max_model_len_cap)
+        )
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.stop_ids = frozenset(eos_ids)
+        logger.info(
+            "loaded base model %s (%s, %s) in %.1fs",
+            self.model_id,
+            self.dtype,
+            self.device,
+            time.perf_counter() - started,
+        )
+
+    async def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        if self.model is None:
+            await asyncio.to_thread(self.load_model)
+        self._thread = threading.Thread(target=self._loop, name="switchboard-hf-engine", daemon=True)
+        self._thread.start()
+
+    async def shutdown(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10)
+
+    # ---------------------------------------------------------------- adapters
+    async def add_adapter(self, key: str, path: Path) -> None:
+        await self._call_in_engine(lambda: self._load_adapter(key, Path(path)))
+
+    async def remove_adapter(self, key: str) -> None:
+        await self._call_in_engine(lambda: self._unload_adapter(key))
+
+    def resident_adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    def add_adapter_sync(self, key: str, path: Path) -> None:
+        """Load an adapter before the engine thread starts (static adapters at start-up)."""
+        if self._thread is not None:
+            raise RuntimeError("engine is running; use add_adapter")
+        self._load_adapter(key, Path(path))
+
+    def _load_adapter(self, key: str, path: Path) -> None:
+        from peft import PeftModel
+
+        if key in self._adapters:
+            raise AdapterIncompatible(f"adapter '{key}' is already loaded")
+        started = time.perf_counter()
+        try:
+            if not self._peft:
+                self.model = PeftModel.from_pretrained(
+                    self.model, str(path), adapter_name=key, is_trainable=False
+                )
+                self._peft = True
+            else:
+                self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
+        except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
+            self._discard_partial(key)
+            raise AdapterIncompatible(
+                f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}"
+            ) from exc
+        self._cast_adapter(key)
+        self.model.eval()
+        self._adapters[key] = path
+        logger.info("loaded adapter %s in %.2fs", key, time.perf_counter() - started)
+
+    def _cast_adapter(self, key: str) -> None:
+        """Keep LoRA weights in the base dtype: a fp32 adapter on a bf16 base would upcast every row."""
+        from peft.tuners.lora import LoraLayer
+
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer):
+                for holder in (
+                    module.lora_A,
+                    module.lora_B,
+                    module.lora_embedding_A,
+                    module.lora_embedding_B,
+                ):
+                    if key in holder:
+                        holder[key].to(dtype=self.dtype, device=self.device)
+
+    def _discard_partial(self, key: str) -> None:
+        if self._peft and key in getattr(self.model, "peft_config", {}):
+            try:
+                self.model.delete_adapter(key)
+            except Exception:  # noqa: BLE001 - best effort cleanup of a failed load
+                logger.warning("could not clean up failed adapter %s", key)
+
+    def _unload_adapter(self, key: str) -> None:
+        if key not in self._adapters:
+            return
+        self.model.delete_adapter(key)
+        del self._adapters[key]
+        logger.info("unloaded adapter %s", key)
+
+    async def _call_in_engine(self, fn: Callable[[], Any]) -> Any:
+        if self._thread is None or not self._thread.is_alive():
+            return await asyncio.to_thread(fn)
+        fut: Future = Future()
+        self._commands.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    # ---------------------------------------------------------------- requests
+    def load(self) -> dict[str, int]:
+        return {"pending": self._pending, "running": self._running}
+
+    def abort(self, request_id: str) -> None:
+        with self._aborted_lock:
+            self._aborted.add(request_id)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationOutput]:
+        if self._failure is not None or self._thread is None or not self._thread.is_alive():
+            raise EngineFailure("the inference engine is not running")
+        if request.adapter is not None and request.adapter not in self._adapters:
+            raise InvalidRequest(f"adapter '{request.adapter}' is not loaded")
+        with self._pending_lock:
+            if self._pending >= self.max_queue:
+                raise Overloaded(f"server is at capacity ({self.max_queue} requests); retry shortly")
+            self._pending += 1
+        loop = asyncio.get_running_loop()
+        collector: asyncio.Queue[GenerationOutput] = asyncio.Queue()
+
+        def sink(out: GenerationOutput) -> None:
+            loop.call_soon_threadsafe(collector.put_nowait, out)
+
+        finished = False
+        self._inbox.put((request, sink))
+        try:
+            while True:
+                out = await collector.get()
+                if out.finish_reason is not None:
+                    finished = True
+                yield out
+                if finished:
+                    return
+        finally:
+            if not finished:
+                self.abort(request.request_id)
+
+    # ---------------------------------------------------------------- engine thread
+    def _loop(self) -> None:
+        batch: Batch | None = None
+        try:
+            with torch.inference_mode():
+                while not self._stop.is_set():
+                    self._run_commands()
+                    new = self._take_new(block=batch is None)
+                    if new:
+                        joined = self._prefill(new)
+                        if joined is not None:
+                            if batch is None:
+                                batch = joined
+                            else:
+                                batch.merge(joined)
+                    if batch is not None:
+                        batch = self._step(batch)
+                    self._running = len(batch) if batch is not None else 0
+        except BaseException as exc:  # noqa: BLE001 - fail every request, never hang them
+            logger.exception("engine loop failed")
+            self._failure = exc
+            for row in batch.rows if batch is not None else []:
+                self._finish(row, "abort")
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                fn, fut = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                fut.set_exception(exc)
+
+    def _take_new(self, block: bool) -> list[tuple[GenerationRequest, Callable]]:
+        items = []
+        if block:
+            try:
+                items.append(self._inbox.get(timeout=0.05))
+            except queue.Empty:
+                return items
+        room = self.max_batch_size - self._running - len(items)
+        while room > 0:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+            room -= 1
+        return items
+
+    def _is_aborted(self, request_id: str) -> bool:
+        with self._aborted_lock:
+            if request_id in self._aborted:
+                self._aborted.discard(request_id)
+                return True
+        return False
+
+    def _forward(self, input_ids, mask, positions, cache, names: list[str]) -> torch.Tensor:
+        kwargs: dict[str, Any] = {}
+        if self._peft:
+            kwargs["adapter_names"] = names
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **kwargs,
+        )
+        return out.logits[:, -1, :]
+
+    def _prefill(self, items: list[tuple[GenerationRequest, Callable]]) -> Batch | None:
+        rows: list[Row] = []
+        for request, sink in items:
+            if self._is_aborted(request.request_id):
+                self._release()
+                continue
+            if request.adapter is not None and request.adapter not in self._adapters:
+                sink(GenerationOutput(text="", finish_reason="abort"))
+                self._release()
+                continue
+            room = self.max_model_len - len(request.prompt_ids)
+            rows.append(
+                Row(
+                    request=request,
+                    sink=sink,
+                    detok=IncrementalDetokenizer(self.tokenizer, request.params.stop),
+                    sampler=RowSampler(request.params),
+                    max_new=max(0, min(request.params.max_tokens, room)),
+                    stop_ids=frozenset() if request.params.ignore_eos else self.stop_ids,
+                )
+            )
+        if not rows:
+            return None
+        length = max(len(r.request.prompt_ids) for r in rows)
+        ids = torch.zeros((len(rows), length), dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            prompt = row.request.prompt_ids
+            ids[i, length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, length - len(prompt) :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self._forward(ids, mask, positions, cache, [r.adapter_name for r in rows])
+        batch = Batch(rows, cache, mask, positions[:, -1] + 1, torch.zeros(len(rows), dtype=torch.long))
+        return self._emit(batch, logits)
+
+    def _step(self, batch: Batch) -> Batch | None:
+        mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=batch.mask.dtype)], dim=1)
+        logits = self._forward(
+            batch.tokens[:, None], mask, batch.positions[:, None], batch.cache, batch.adapter_names()
+        )
+        batch.mask = mask
+        return self._emit(batch, logits)
+
+    def _emit(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
+        """Sample each row's next token, deliver new text, and drop finished rows."""
+        tokens = sample(logits, [r.sampler for r in batch.rows])
+        keep: list[int] = []
+        for i, (row, token) in enumerate(zip(batch.rows, tokens, strict=True)):
+            if self._is_aborted(row.request.request_id):
+                self._finish(row, "abort")
+                continue
+            if row.max_new <= 0:
+                self._finish(row, "length")
+                continue
+            if token in row.stop_ids:
+                self._finish(row, "stop")
+                continue
+            row.generated += 1
+            row.detok.add(token)
+            if row.detok.stopped:
+                self._finish(row, "stop", token)
+                continue
+            if row.generated >= row.max_new:
+                self._finish(row, "length", token)
+                continue
+            text = row.detok.flush()
+            row.sink(
+                GenerationOutput(
+                    text=text,
+                    token_ids=[token],
+                    completion_tokens=row.generated,
+                    prompt_tokens=len(row.request.prompt_ids),
+                )
+            )
+            keep.append(i)
+        if not keep:
+            return None
+        batch.advance(tokens)
+        batch.keep(keep)
+        return batch
+
+    def _finish(self, row: Row, reason: str, token: int | None = None) -> None:
+        row.finish_reason = reason
+        row.sink(
+            GenerationOutput(
+                text=row.detok.flush(final=True),
+                token_ids=[token] if token is not None else [],
+                finish_reason=reason,
+                prompt_tokens=len(row.request.prompt_ids),
+                completion_tokens=row.generated,
+            )
+        )
+        self._release()
+
+    def _release(self) -> None:
+        with self._pending_lock:
+            self._pending -= 1

@@ -1,0 +1,68 @@
+"""Request → adapter: which concrete adapter version (or the bare base) serves a request.
+
+First match wins: the `X-Adapter` header; then `model` naming an adapter (or NAME@VERSION); when
+`model` is the base model's id: the configured route rules, then the default adapter, else the base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import RouteRule
+from .errors import AdapterNotFound
+from .registry import BASE, AdapterRef, Registry
+
+ADAPTER_HEADER = "x-adapter"
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    """What routing may look at: nothing else of the HTTP request reaches it."""
+
+    model: str
+    path: str
+    headers: Mapping[str, str]  # lower-case names
+    api_key: str | None = None
+
+
+class Router:
+    def __init__(
+        self, registry: Registry, base_model_id: str, rules: list[RouteRule], default_adapter: str | None
+    ) -> None:
+        self.registry = registry
+        self.base_model_id = base_model_id
+        self.rules = rules
+        self.default_adapter = default_adapter
+
+    def _named(self, text: str, param: str) -> AdapterRef | None:
+        if text == BASE:
+            return None
+        ref = self.registry.lookup(text)
+        if ref is None:
+            available = ", ".join([self.base_model_id, *self.registry.names()])
+            raise AdapterNotFound(f"adapter '{text}' not found; available: {available}", param=param)
+        return ref
+
+    def _rule_matches(self, rule: RouteRule, ctx: RouteContext) -> bool:
+        if rule.path_prefix is not None and not ctx.path.startswith(rule.path_prefix):
+            return False
+        if rule.header is not None:
+            value = ctx.headers.get(rule.header.lower())
+            if value is None or (rule.value is not None and value != rule.value):
+                return False
+        return not (rule.api_key is not None and ctx.api_key != rule.api_key)
+
+    def route(self, ctx: RouteContext) -> AdapterRef | None:
+        """Resolve the request to one adapter version; None means the bare base model."""
+        header = ctx.headers.get(ADAPTER_HEADER)
+        if header:
+            return self._named(header.strip(), "X-Adapter")
+        if ctx.model != self.base_model_id:
+            return self._named(ctx.model, "model")
+        for rule in self.rules:
+            if self._rule_matches(rule, ctx):
+                return self._named(rule.adapter, "model")
+        if self.default_adapter:
+            return self._named(self.default_adapter, "model")
+        return None
