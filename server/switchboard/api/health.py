@@ -18,6 +18,4 @@ async def ready(request: Request) -> JSONResponse:
     services = getattr(request.app.state, "services", None)
     if services is None or not services.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse(
-        {"status": "ready", "model": services.settings.base_model_id, **services.engine.load()}
-    )
+    return JSONResponse({"status": "ready", "model": services.settings.base_model_id, **services.engine.load()})

@@ -154,13 +154,9 @@ async def _prepend(first: str, rest):
 
 def _chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     try:
-        ids = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
     except Exception as exc:  # jinja TemplateError from a template's raise_exception, e.g. role order
-        raise InvalidRequest(
-            f"messages do not fit the model's chat template: {exc}", param="messages"
-        ) from exc
+        raise InvalidRequest(f"messages do not fit the model's chat template: {exc}", param="messages") from exc
     return list(ids)
 
 
@@ -194,9 +190,7 @@ for prefix in ("", "/{route_prefix:path}"):
     router.add_api_route(
         f"{prefix}/v1/chat/completions", chat_completions, methods=["POST"], include_in_schema=not prefix
     )
-    router.add_api_route(
-        f"{prefix}/v1/completions", completions, methods=["POST"], include_in_schema=not prefix
-    )
+    router.add_api_route(f"{prefix}/v1/completions", completions, methods=["POST"], include_in_schema=not prefix)
 
 
 @router.get("/v1/models")

@@ -26,9 +26,7 @@ class ChatMessage(BaseModel):
     @classmethod
     def _known_role(cls, role: str) -> str:
         if role not in ROLES:
-            raise ValueError(
-                f"unknown role {role!r}; expected one of {', '.join(ROLES)} (tools are not supported)"
-            )
+            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)} (tools are not supported)")
         return role
 
     def text(self) -> str:
@@ -107,10 +105,7 @@ class ChatCompletionRequest(SamplingFields):
 
     def chat(self) -> list[dict[str, str]]:
         """Messages as the chat template expects them (developer is OpenAI's new name for system)."""
-        return [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in self.messages
-        ]
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
 
 
 class CompletionRequest(SamplingFields):

@@ -81,9 +81,7 @@ class Batch:
         length = max(self.length, other.length)
         for mine, theirs in zip(self._layers(), other._layers(), strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, length, 2), _left_pad(theirs.keys, length, 2)], dim=0)
-            mine.values = torch.cat(
-                [_left_pad(mine.values, length, 2), _left_pad(theirs.values, length, 2)], dim=0
-            )
+            mine.values = torch.cat([_left_pad(mine.values, length, 2), _left_pad(theirs.values, length, 2)], dim=0)
         self.mask = torch.cat([_left_pad(self.mask, length, 1), _left_pad(other.mask, length, 1)], dim=0)
         self.positions = torch.cat([self.positions, other.positions])
         self.tokens = torch.cat([self.tokens, other.tokens])

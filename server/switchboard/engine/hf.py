@@ -143,17 +143,13 @@ class HFEngine:
         started = time.perf_counter()
         try:
             if not self._peft:
-                self.model = PeftModel.from_pretrained(
-                    self.model, str(path), adapter_name=key, is_trainable=False
-                )
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=key, is_trainable=False)
                 self._peft = True
             else:
                 self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
         except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
             self._discard_partial(key)
-            raise AdapterIncompatible(
-                f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}"
-            ) from exc
+            raise AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}") from exc
         self._cast_adapter(key)
         self.model.eval()
         self._adapters[key] = path
@@ -389,6 +385,7 @@ class HFEngine:
 
     def _finish(self, row: Row, reason: str, token: int | None = None) -> None:
         row.finish_reason = reason
+        self._release()  # before delivering, so a client that immediately sends again finds room
         row.sink(
             GenerationOutput(
                 text=row.detok.flush(final=True),
@@ -398,7 +395,6 @@ class HFEngine:
                 completion_tokens=row.generated,
             )
         )
-        self._release()
 
     def _release(self) -> None:
         with self._pending_lock:
