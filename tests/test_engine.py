@@ -135,6 +135,7 @@ async def test_queue_full_is_overloaded(engine: HFEngine):
         await anext(engine.generate(GenerationRequest("extra", PROMPTS[0], greedy(5))))
     for first in firsts:
         first.cancel()
+    await asyncio.gather(*firsts, return_exceptions=True)
     for s in streams:
         await s.aclose()
 

