@@ -16,6 +16,7 @@ from transformers import DynamicCache
 
 from .base import GenerationRequest
 from .detokenize import IncrementalDetokenizer
+from .lora_rows import BASE_ROW
 from .sampling import RowSampler
 
 
@@ -34,7 +35,7 @@ class Row:
 
     @property
     def adapter_name(self) -> str:
-        return self.request.adapter or "__base__"
+        return self.request.adapter or BASE_ROW
 
 
 def _left_pad(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from ..errors import AdapterIncompatible, EngineFailure, InvalidRequest, Overloa
 from .base import GenerationOutput, GenerationRequest
 from .batch import Batch, Row
 from .detokenize import IncrementalDetokenizer
+from .lora_rows import MultiLoraModel
 from .sampling import RowSampler, sample
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,6 @@ class HFEngine:
         self.max_model_len = max_model_len
         self.tokenizer: Any = None
         self.model: Any = None
-        self._peft = False
         self._adapters: dict[str, Path] = {}
         self._inbox: queue.Queue[tuple[GenerationRequest, Callable[[GenerationOutput], None]]] = queue.Queue()
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
@@ -89,6 +89,7 @@ class HFEngine:
         model.to(self.device).eval()
         model.requires_grad_(False)
         self.model = model
+        self.lora = MultiLoraModel(model, self.dtype, self.device)
         self.max_model_len = min(
             self._max_model_len_cap, getattr(model.config, "max_position_embeddings", self._max_model_len_cap)
         )
@@ -136,51 +137,21 @@ class HFEngine:
         self._load_adapter(key, Path(path))
 
     def _load_adapter(self, key: str, path: Path) -> None:
-        from peft import PeftModel
-
         if key in self._adapters:
             raise AdapterIncompatible(f"adapter '{key}' is already loaded")
         started = time.perf_counter()
         try:
-            if not self._peft:
-                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=key, is_trainable=False)
-                self._peft = True
-            else:
-                self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
+            self.lora.load(key, path)
         except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
-            self._discard_partial(key)
+            self.lora.discard(key)
             raise AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}") from exc
-        self._cast_adapter(key)
-        self.model.eval()
         self._adapters[key] = path
         logger.info("loaded adapter %s in %.2fs", key, time.perf_counter() - started)
-
-    def _cast_adapter(self, key: str) -> None:
-        """Keep LoRA weights in the base dtype: a fp32 adapter on a bf16 base would upcast every row."""
-        from peft.tuners.lora import LoraLayer
-
-        for module in self.model.modules():
-            if isinstance(module, LoraLayer):
-                for holder in (
-                    module.lora_A,
-                    module.lora_B,
-                    module.lora_embedding_A,
-                    module.lora_embedding_B,
-                ):
-                    if key in holder:
-                        holder[key].to(dtype=self.dtype, device=self.device)
-
-    def _discard_partial(self, key: str) -> None:
-        if self._peft and key in getattr(self.model, "peft_config", {}):
-            try:
-                self.model.delete_adapter(key)
-            except Exception:  # noqa: BLE001 - best effort cleanup of a failed load
-                logger.warning("could not clean up failed adapter %s", key)
 
     def _unload_adapter(self, key: str) -> None:
         if key not in self._adapters:
             return
-        self.model.delete_adapter(key)
+        self.lora.discard(key)
         del self._adapters[key]
         logger.info("unloaded adapter %s", key)
 
@@ -287,19 +258,7 @@ class HFEngine:
         return False
 
     def _forward(self, input_ids, mask, positions, cache, names: list[str]) -> torch.Tensor:
-        kwargs: dict[str, Any] = {}
-        if self._peft:
-            kwargs["adapter_names"] = names
-        out = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **kwargs,
-        )
-        return out.logits[:, -1, :]
+        return self.lora.logits(input_ids, mask, positions, cache, names)
 
     def _prefill(self, items: list[tuple[GenerationRequest, Callable]]) -> Batch | None:
         rows: list[Row] = []
