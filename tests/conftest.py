@@ -131,7 +131,14 @@ class Server:
 def start_server(args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 240) -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "switchboard.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    full_env = {**os.environ, "SWITCHBOARD_CACHE_DIR": str(CACHE_DIR), **(env or {})}
+    # each server gets its own registry state unless the test passes --state-dir
+    state = log.with_name(log.stem + "-state")
+    full_env = {
+        **os.environ,
+        "SWITCHBOARD_CACHE_DIR": str(CACHE_DIR),
+        "SWITCHBOARD_STATE_DIR": str(state),
+        **(env or {}),
+    }
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=full_env)
     server = Server(process, port, log)

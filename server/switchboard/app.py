@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
-from .api import health, openai
+from .api import admin, health, openai, vllm_compat
 from .api.errors import BodyLimitMiddleware, install_error_handlers
 from .config import Settings
+from .errors import SwitchboardError
 from .registry import Registry
+from .registry.residency import Residency
+from .registry.store import JsonStore
 from .routing import Router
+from .services import Services
+from .validation import base_model_info
+from .watcher import AdapterDirWatcher
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    """What the HTTP layer talks to; one per app."""
-
-    settings: Settings
-    engine: Any
-    registry: Registry
-    router: Router
-    started_at: int = field(default_factory=lambda: int(time.time()))
-    ready: bool = False
 
 
 def is_peft_dir(path: Path) -> bool:
@@ -45,7 +38,7 @@ def static_adapters(settings: Settings) -> dict[str, Path]:
         raise FileNotFoundError(f"adapter dir not found: {settings.adapter_dir}")
     if adapter_dir is not None and adapter_dir.is_dir():
         for child in sorted(adapter_dir.iterdir()):
-            if child.is_dir() and is_peft_dir(child):
+            if child.is_dir() and not child.name.startswith(".") and is_peft_dir(child):
                 found[child.name] = child
     for name, path in settings.adapters.items():
         if not is_peft_dir(Path(path)):
@@ -71,45 +64,81 @@ def build_engine(settings: Settings) -> Any:
     )
 
 
+async def _restore(services: Services, adapters: dict[str, Path]) -> None:
+    """Bring back the persisted registry, then (re)register static adapters whose dir changed."""
+    registry, residency = services.registry, services.residency
+    for ref in registry.refs():
+        entry = registry.entry(ref)
+        if entry is not None:
+            residency.track(ref, entry.path, entry.pinned)
+    for name, path in adapters.items():
+        current = registry.current(name)
+        current_entry = registry.entry(current) if current else None
+        if current_entry is not None and current_entry.path == path.resolve():
+            continue
+        try:
+            await services.register(name, path, trusted=True)
+        except SwitchboardError as exc:
+            logger.error("not serving adapter %s: %s", name, exc.message)
+    # load the current and pinned versions now, up to the budget; the rest load on first use
+    warm = [r for r in registry.refs() if (registry.entry(r) and registry.entry(r).pinned)]
+    warm += [c for c in (registry.current(n) for n in registry.names()) if c is not None and c not in warm]
+    for ref in warm[: residency.max_resident]:
+        entry = registry.entry(ref)
+        if entry is None or str(ref) in residency.resident():
+            continue
+        try:
+            await residency.load(ref, entry.path, entry.pinned)
+        except SwitchboardError as exc:
+            logger.error("adapter %s could not be loaded at start: %s", ref, exc.message)
+            residency.track(ref, entry.path, entry.pinned)
+
+
 def create_app(settings: Settings, engine: Any | None = None) -> FastAPI:
     """Build the app. `engine` may be given (tests share one); otherwise it is built in lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import asyncio
-
-        registry = Registry()
         adapters = static_adapters(settings)
+        registry = await asyncio.to_thread(Registry, JsonStore(settings.state_dir))
         eng = engine if engine is not None else await asyncio.to_thread(build_engine, settings)
         if getattr(eng, "model", None) is None:
             await asyncio.to_thread(eng.load_model)
-        resident = set(eng.resident_adapters())
-        for name, path in adapters.items():
-            ref = registry.add(name, path)
-            if str(ref) not in resident:
-                await eng.add_adapter(str(ref), path)
-        if settings.default_adapter and registry.lookup(settings.default_adapter) is None:
-            raise ValueError(f"default_adapter '{settings.default_adapter}' is not among the served adapters")
+        base_info = await asyncio.to_thread(base_model_info, Path(eng.model_dir), settings.base_model_id)
+        residency = Residency(eng, settings.max_resident_adapters)
         services = Services(
             settings=settings,
             engine=eng,
             registry=registry,
+            residency=residency,
             router=Router(registry, settings.base_model_id, settings.routes, settings.default_adapter),
+            base_info=base_info,
         )
         app.state.services = services
         await eng.start()
+        await _restore(services, adapters)
+        if settings.default_adapter and registry.lookup(settings.default_adapter) is None:
+            raise ValueError(f"default_adapter '{settings.default_adapter}' is not among the served adapters")
+        watcher = None
+        if settings.watch_adapter_dir and settings.effective_adapter_dir() is not None:
+            watcher = AdapterDirWatcher(services, settings.effective_adapter_dir(), settings.watch_interval_s)
+            watcher.start()
         services.ready = True
-        logger.info("serving %s with %d adapters", settings.base_model_id, len(adapters))
+        logger.info("serving %s with %d adapters", settings.base_model_id, len(registry.names()))
         try:
             yield
         finally:
             services.ready = False
+            if watcher is not None:
+                await watcher.stop()
             if engine is None:
                 await eng.shutdown()
 
     app = FastAPI(title="Switchboard", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(admin.router)
+    app.include_router(vllm_compat.router)
     app.include_router(openai.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     return app

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import admin_client
 from .config import Settings, load_settings
 
 
@@ -42,9 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-key", help=_field_help("admin_key"))
     serve.add_argument("--api-key", action="append", help=_field_help("api_keys"))
     serve.add_argument("--default-adapter", help=_field_help("default_adapter"))
+    serve.add_argument("--max-resident-adapters", type=int, help=_field_help("max_resident_adapters"))
+    serve.add_argument("--max-lora-rank", type=int, help=_field_help("max_lora_rank"))
+    serve.add_argument("--watch-adapter-dir", action="store_true", default=None, help=_field_help("watch_adapter_dir"))
     serve.add_argument("--max-batch-size", type=int, help=_field_help("max_batch_size"))
     serve.add_argument("--max-model-len", type=int, help=_field_help("max_model_len"))
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help=_field_help("log_level"))
+
+    admin_client.add_parser(sub)
 
     model = sub.add_parser("model", help="base model utilities")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -74,6 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
         "api_keys": args.api_key,
         "default_adapter": args.default_adapter,
         "max_batch_size": args.max_batch_size,
+        "max_resident_adapters": args.max_resident_adapters,
+        "max_lora_rank": args.max_lora_rank,
+        "watch_adapter_dir": args.watch_adapter_dir,
         "max_model_len": args.max_model_len,
         "log_level": args.log_level,
     }
@@ -99,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "model":
             return _model_path(args)
+        if args.command == "adapters":
+            return admin_client.run(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return 2

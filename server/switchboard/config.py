@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         description="Adapter for requests whose model is the base id and that match no route rule.",
     )
     routes: list[RouteRule] = Field(default_factory=list, description="Route rules, first match wins.")
+    max_resident_adapters: int = Field(
+        default=64, ge=1, description="Most adapter versions loaded at once; least recently used are evicted."
+    )
+    max_lora_rank: int = Field(default=64, ge=1, description="Largest LoRA rank accepted at registration.")
+    watch_adapter_dir: bool = Field(
+        default=False, description="Register PEFT dirs that appear in the adapter dir (and drop removed ones)."
+    )
+    watch_interval_s: float = Field(default=2.0, gt=0, description="Seconds between scans of a watched adapter dir.")
     max_batch_size: int = Field(default=32, ge=1, le=1024, description="Most sequences decoded in one step.")
     max_queue: int = Field(default=256, ge=1, description="Most requests waiting or running; beyond it: 429.")
     max_model_len: int = Field(
@@ -128,6 +136,13 @@ class Settings(BaseSettings):
             return self.served_model_name
         path = Path(self.model)
         return path.name if path.exists() else self.model
+
+    def effective_adapter_roots(self) -> list[Path]:
+        """Where runtime registrations may point: the configured roots, else the adapter dir."""
+        if self.adapter_roots:
+            return list(self.adapter_roots)
+        adapter_dir = self.effective_adapter_dir()
+        return [adapter_dir] if adapter_dir is not None else []
 
     def effective_adapter_dir(self) -> Path | None:
         """The adapter dir to serve: the configured one, else the bundled adapters/ if it exists."""

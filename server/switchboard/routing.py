@@ -40,7 +40,7 @@ class Router:
             return None
         ref = self.registry.lookup(text)
         if ref is None:
-            available = ", ".join([self.base_model_id, *self.registry.names()])
+            available = ", ".join([self.base_model_id, *self.registry.available()])
             raise AdapterNotFound(f"adapter '{text}' not found; available: {available}", param=param)
         return ref
 

@@ -10,37 +10,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..engine.base import GenerationRequest, SamplingParams
-from ..errors import InvalidRequest, Unauthorized
+from ..errors import InvalidRequest
 from ..registry import BASE, AdapterRef
 from ..routing import RouteContext
+from .auth import check_inference_key
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 from .streaming import collect, sse_chunks
 
 router = APIRouter()
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-
-
-def bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def check_inference_key(request: Request) -> str | None:
-    """When inference keys are configured, require one of them (or the admin key)."""
-    settings = request.app.state.services.settings
-    key = bearer(request)
-    if not settings.api_keys:
-        return key
-    allowed = {k.get_secret_value() for k in settings.api_keys}
-    if settings.admin_key is not None:
-        allowed.add(settings.admin_key.get_secret_value())
-    if key is None:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    if key not in allowed:
-        raise Unauthorized("invalid API key")
-    return key
 
 
 def served_by(ref: AdapterRef | None) -> str:
@@ -110,11 +89,11 @@ def route(request: Request, body: SamplingFields, api_key: str | None) -> Adapte
 
 async def _respond(request: Request, prepared: Prepared, body: SamplingFields, kind: str) -> Any:
     headers = {"X-Adapter": served_by(prepared.ref), "X-Request-Id": prepared.gen.request_id}
-    engine = request.app.state.services.engine
+    services = request.app.state.services
     created = int(time.time())
+    stream = services.generate(prepared.ref, prepared.gen)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = engine.generate(prepared.gen)
         chunks = sse_chunks(stream, prepared.gen.request_id, prepared.model, created, kind, include_usage)
         first = await anext(chunks)  # surfaces queue-full and engine errors as a status code
         return StreamingResponse(
@@ -122,7 +101,7 @@ async def _respond(request: Request, prepared: Prepared, body: SamplingFields, k
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
-    text, reason, usage = await collect(request, engine, prepared.gen)
+    text, reason, usage = await collect(request, stream)
     if kind == "chat":
         choice: dict[str, Any] = {
             "index": 0,
@@ -197,30 +176,17 @@ for prefix in ("", "/{route_prefix:path}"):
 async def list_models(request: Request) -> JSONResponse:
     check_inference_key(request)
     services = request.app.state.services
+    registry = services.registry
     base_id = services.settings.base_model_id
     created = services.started_at
-    data = [
-        {
-            "id": base_id,
-            "object": "model",
-            "created": created,
-            "owned_by": "switchboard",
-            "root": base_id,
-            "parent": None,
-            "max_model_len": services.engine.max_model_len,
-        }
-    ]
-    for name in services.registry.names():
-        ref = services.registry.lookup(name)
-        data.append(
-            {
-                "id": name,
-                "object": "model",
-                "created": created,
-                "owned_by": "switchboard",
-                "root": str(services.registry.path(ref)) if ref else None,
-                "parent": base_id,
-                "version": ref.version if ref else None,
-            }
-        )
+    card = {"object": "model", "created": created, "owned_by": "switchboard"}
+    data = [{"id": base_id, **card, "root": base_id, "parent": None, "max_model_len": services.engine.max_model_len}]
+    for name in registry.names():
+        ref = registry.current(name)
+        if ref is not None:
+            data.append(
+                {"id": name, **card, "root": str(registry.path(ref)), "parent": base_id, "version": ref.version}
+            )
+    for alias, target in sorted(registry.aliases().items()):
+        data.append({"id": alias, **card, "root": target, "parent": base_id, "alias_of": target})
     return JSONResponse({"object": "list", "data": data})

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Request
 
-from ..engine.base import GenerationOutput, GenerationRequest
+from ..engine.base import GenerationOutput
 from ..errors import EngineFailure, SwitchboardError
 
 logger = logging.getLogger(__name__)
@@ -113,12 +113,12 @@ async def _wait_disconnect(request: Request) -> None:
             return
 
 
-async def collect(request: Request, engine: Any, gen: GenerationRequest) -> tuple[str, str, dict[str, int]]:
+async def collect(request: Request, stream: AsyncIterator[GenerationOutput]) -> tuple[str, str, dict[str, int]]:
     """Run a request to its end; a client that disconnects meanwhile aborts it."""
 
     async def run() -> tuple[str, str, dict[str, int]]:
         parts: list[str] = []
-        async for out in engine.generate(gen):
+        async for out in stream:
             parts.append(out.text)
             if out.finish_reason is not None:
                 return "".join(parts), _finish_reason(out.finish_reason), _usage(out)

@@ -1,0 +1,113 @@
+"""`switchboard adapters list|add|remove|promote|rollback`: a thin client of the admin API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def add_parser(sub: Any) -> None:
+    adapters = sub.add_parser("adapters", help="manage adapters on a running server (admin API)")
+    adapters.add_argument(
+        "--url", default=os.environ.get("SWITCHBOARD_URL", DEFAULT_URL), help="server URL (env SWITCHBOARD_URL)"
+    )
+    adapters.add_argument("--admin-key", default=None, help="admin key (default: env SWITCHBOARD_ADMIN_KEY)")
+    cmd = adapters.add_subparsers(dest="adapters_command", required=True)
+    cmd.add_parser("list", help="adapters, versions, aliases and residency")
+    add = cmd.add_parser("add", help="register a PEFT dir (a new version if the name exists)")
+    add.add_argument("name")
+    add.add_argument("path")
+    add.add_argument("--version")
+    add.add_argument("--alias")
+    add.add_argument("--pinned", action="store_true", help="never evict this version")
+    remove = cmd.add_parser("remove", help="remove NAME (all versions) or NAME@VERSION")
+    remove.add_argument("ref")
+    promote = cmd.add_parser("promote", help="point ALIAS at NAME@VERSION (atomic)")
+    promote.add_argument("alias")
+    promote.add_argument("target")
+    rollback = cmd.add_parser("rollback", help="point ALIAS back at its previous target")
+    rollback.add_argument("alias")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _render_list(data: dict[str, Any]) -> str:
+    rows = []
+    for adapter in data["adapters"]:
+        for v in adapter["versions"]:
+            flags = [
+                f
+                for f, on in (
+                    ("current", v["version"] == adapter["current"]),
+                    ("pinned", v["pinned"]),
+                    ("resident", v["resident"]),
+                )
+                if on
+            ]
+            rows.append([v["ref"], ",".join(flags), str(v["in_flight"]), v["path"]])
+    out = _table(rows, ["ADAPTER", "STATE", "IN-FLIGHT", "PATH"]) if rows else "no adapters"
+    if data["aliases"]:
+        out += "\n\n" + _table(sorted([a, t] for a, t in data["aliases"].items()), ["ALIAS", "TARGET"])
+    out += f"\n\nresident {len(data['resident'])}/{data['max_resident']}"
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    key = args.admin_key or os.environ.get("SWITCHBOARD_ADMIN_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    base = args.url.rstrip("/")
+    command = args.adapters_command
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+            if command == "list":
+                resp = client.get("/admin/adapters")
+            elif command == "add":
+                body = {
+                    "name": args.name,
+                    "path": os.path.abspath(args.path),
+                    "version": args.version,
+                    "alias": args.alias,
+                    "pinned": args.pinned,
+                }
+                resp = client.post("/admin/adapters", json={k: v for k, v in body.items() if v is not None})
+            elif command == "remove":
+                resp = client.delete(f"/admin/adapters/{args.ref}")
+            elif command == "promote":
+                resp = client.put(f"/admin/aliases/{args.alias}", json={"target": args.target})
+            else:
+                resp = client.post(f"/admin/aliases/{args.alias}/rollback")
+    except httpx.HTTPError as exc:
+        print(f"switchboard: cannot reach {base}: {exc}", file=sys.stderr)
+        return 2
+    if resp.status_code >= 400:
+        try:
+            message = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = resp.text
+        print(f"switchboard: error {resp.status_code}: {message}", file=sys.stderr)
+        return 1
+    data = resp.json()
+    if command == "list":
+        print(_render_list(data))
+    elif command == "add":
+        print(f"registered {data['ref']} from {data['path']}" + (f" (alias {data['alias']})" if data["alias"] else ""))
+    elif command == "remove":
+        print("removed " + ", ".join(data["removed"]))
+    elif command == "promote":
+        previous = f" (was {data['previous']})" if data["previous"] else ""
+        print(f"{data['alias']} -> {data['target']}{previous}")
+    else:
+        print(f"{data['alias']} -> {data['target']} (rolled back)")
+    return 0

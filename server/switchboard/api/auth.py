@@ -1,0 +1,44 @@
+"""Bearer keys: inference keys for /v1, the admin key for /admin and the vLLM load/unload endpoints."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from ..errors import Forbidden, Unauthorized
+
+
+def bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def check_inference_key(request: Request) -> str | None:
+    """When inference keys are configured, require one of them (or the admin key)."""
+    settings = request.app.state.services.settings
+    key = bearer(request)
+    if not settings.api_keys:
+        return key
+    allowed = {k.get_secret_value() for k in settings.api_keys}
+    if settings.admin_key is not None:
+        allowed.add(settings.admin_key.get_secret_value())
+    if key is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    if key not in allowed:
+        raise Unauthorized("invalid API key")
+    return key
+
+
+def require_admin(request: Request) -> None:
+    """The admin API is off without an admin key, and never open to inference keys."""
+    settings = request.app.state.services.settings
+    if settings.admin_key is None:
+        raise Forbidden("the admin API is off: start the server with --admin-key KEY (or SWITCHBOARD_ADMIN_KEY)")
+    key = bearer(request)
+    if key is None:
+        raise Unauthorized("missing admin key: send 'Authorization: Bearer <admin key>'")
+    if key == settings.admin_key.get_secret_value():
+        return
+    if any(key == k.get_secret_value() for k in settings.api_keys):
+        raise Forbidden("inference keys cannot manage adapters; use the admin key")
+    raise Unauthorized("invalid admin key")

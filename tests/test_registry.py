@@ -1,0 +1,73 @@
+"""The registry's rules and its persistence, without a server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from switchboard.errors import AdapterNotFound, Conflict
+from switchboard.registry import AdapterRef, Registry
+from switchboard.registry.store import JsonStore
+
+
+def test_versions_auto_number_and_never_reuse(tmp_path: Path):
+    reg = Registry(JsonStore(tmp_path))
+    assert reg.add("sales", Path("/a")) == AdapterRef("sales", "v1")
+    assert reg.add("sales", Path("/b")) == AdapterRef("sales", "v2")
+    reg.remove("sales", "v2")
+    assert reg.current("sales") == AdapterRef("sales", "v1")
+    assert reg.add("sales", Path("/c")) == AdapterRef("sales", "v3")
+
+
+def test_aliases_resolve_move_and_roll_back(tmp_path: Path):
+    reg = Registry(JsonStore(tmp_path))
+    reg.add("sales", Path("/a"))
+    reg.add("sales", Path("/b"))
+    ref, previous = reg.set_alias("prod", "sales@v1")
+    assert (ref, previous) == (AdapterRef("sales", "v1"), None)
+    assert reg.lookup("prod") == AdapterRef("sales", "v1")
+    reg.set_alias("prod", "sales@v2")
+    assert reg.rollback_alias("prod") == AdapterRef("sales", "v1")
+    with pytest.raises(Conflict):
+        reg.rollback_alias("prod")
+    with pytest.raises(AdapterNotFound):
+        reg.set_alias("prod", "sales@v9")
+    with pytest.raises(Conflict):
+        reg.set_alias("sales", "sales@v1")  # aliases and names share one namespace
+
+
+def test_state_survives_a_new_process(tmp_path: Path):
+    reg = Registry(JsonStore(tmp_path))
+    reg.add("sales", Path("/a"), pinned=True)
+    reg.add("sales", Path("/b"), alias="prod")
+    reg.save_extra("experiments", {"exp": {"variants": {"sales@v1": 1}}})
+    again = Registry(JsonStore(tmp_path))
+    assert again.describe() == reg.describe()
+    assert again.aliases() == {"prod": "sales@v2"}
+    assert again.entry(AdapterRef("sales", "v1")).pinned is True
+    assert again.extra["experiments"]["exp"]["variants"] == {"sales@v1": 1}
+
+
+def test_failed_write_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    store = JsonStore(tmp_path)
+    reg = Registry(store)
+    reg.add("sales", Path("/a"))
+
+    def broken(state):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "save", broken)
+    with pytest.raises(OSError):
+        reg.add("sales", Path("/b"))
+    assert reg.current("sales") == AdapterRef("sales", "v1")
+    assert [r for r in reg.refs()] == [AdapterRef("sales", "v1")]
+
+
+def test_file_is_complete_json_with_no_temp_leftovers(tmp_path: Path):
+    reg = Registry(JsonStore(tmp_path))
+    for i in range(20):
+        reg.add(f"a{i}", Path(f"/x{i}"))
+    data = json.loads((tmp_path / "registry.json").read_text())
+    assert len(data["adapters"]) == 20 and data["format"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["registry.json"]
