@@ -154,7 +154,7 @@ def test_alias_promote_and_rollback_under_load(admin_server: Server, root: Path)
     async def served_once(target: str) -> None:
         """Hold the alias on `target` until a request started after the move was served by it."""
         seen = len(results)
-        deadline = asyncio.get_running_loop().time() + 30
+        deadline = asyncio.get_running_loop().time() + 120
         while not any(a == target for _, a in results[seen:]):
             assert asyncio.get_running_loop().time() < deadline, f"no request reached {target}"
             await asyncio.sleep(0.02)
