@@ -52,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin_client.add_parser(sub)
 
+    train = sub.add_parser("train", help="train a LoRA adapter from a YAML config (see docs/training.md)")
+    train.add_argument("config", type=Path, help="YAML config (adapters/configs/example.yaml shows every key)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    train.add_argument(
+        "--register",
+        metavar="URL",
+        help="register the result on a running server (admin key from SWITCHBOARD_ADMIN_KEY)",
+    )
+    train.add_argument("--name", help="adapter name for --register (default: the output dir's name)")
+
     model = sub.add_parser("model", help="base model utilities")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     path = model_sub.add_parser("path", help="print the local Hugging Face dir of the base model")
@@ -101,6 +111,38 @@ def _model_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from switchboard_trainer.config import ConfigError, load_config
+        from switchboard_trainer.data import DataError
+        from switchboard_trainer.train import TrainError, register, train
+    except ImportError as exc:  # pragma: no cover - the trainer ships with the package
+        print(f"switchboard: the trainer is not installed: {exc}", file=sys.stderr)
+        return 2
+    from .errors import SwitchboardError
+
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config, args.set)
+        out = train(config)
+        if args.register:
+            ref = register(args.register, args.name or out.name, out)
+            print(f"registered {ref} on {args.register}")
+    except (ConfigError, DataError, TrainError) as exc:
+        print(f"switchboard train: error: {exc}", file=sys.stderr)
+        return 2
+    except SwitchboardError as exc:
+        print(f"switchboard train: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "switchboard train: interrupted; run the same command again to resume from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -110,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             return _model_path(args)
         if args.command == "adapters":
             return admin_client.run(args)
+        if args.command == "train":
+            return _train(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return 2
