@@ -238,3 +238,14 @@ def test_example_config_loads():
     for path in sorted((REPO / "adapters" / "configs").glob("*.yaml")):
         config = load_config(path)
         assert config.output_dir.is_absolute()
+
+
+def test_every_config_key_is_documented():
+    from switchboard_trainer.config import TrainConfig
+
+    docs = (REPO / "docs" / "training.md").read_text()
+    example = (REPO / "adapters" / "configs" / "example.yaml").read_text()
+    for name, field in TrainConfig.model_fields.items():
+        assert field.description, name
+        assert f"`{name}`" in docs, f"{name} missing from docs/training.md"
+        assert name in example, f"{name} missing from adapters/configs/example.yaml"
