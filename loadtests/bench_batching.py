@@ -97,6 +97,15 @@ def make_adapters(model: str, out: Path) -> None:
         base = peft_model.unload()  # drop the LoRA layers again before the next seed
 
 
+def make_adapters_in_child(model: str, out: Path) -> None:
+    """`make_adapters` in a child process: keeps torch and the model out of the client process."""
+    maker = multiprocessing.get_context("spawn").Process(target=make_adapters, args=(model, out))
+    maker.start()
+    maker.join()
+    if maker.exitcode != 0:
+        raise RuntimeError(f"making the adapters failed (exit code {maker.exitcode})")
+
+
 @contextmanager
 def server(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run the server for the block; stop it (this pid only) on the way out, also on Ctrl-C or errors."""
@@ -146,6 +155,7 @@ async def one_request(client: httpx.AsyncClient, base_id: str, target: str, prom
     }
     headers = {"X-Adapter": BASE} if target == BASE else {}
     sample = Sample(target)
+    done = False  # a complete stream ends with `data: [DONE]`
     start = time.perf_counter()
     try:
         async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as resp:
@@ -153,6 +163,7 @@ async def one_request(client: httpx.AsyncClient, base_id: str, target: str, prom
                 sample.error = f"HTTP {resp.status_code}: {(await resp.aread()).decode(errors='replace')[:200]}"
             else:
                 async for line in resp.aiter_lines():
+                    done = done or line == "data: [DONE]"
                     if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
                     chunk = json.loads(line[6:])
@@ -166,6 +177,8 @@ async def one_request(client: httpx.AsyncClient, base_id: str, target: str, prom
     except httpx.HTTPError as exc:
         sample.error = f"{type(exc).__name__}: {exc}"
     sample.latency_s = time.perf_counter() - start
+    if sample.error is None and not done:
+        sample.error = "stream ended without data: [DONE]"
     if sample.error is None and sample.completion_tokens != max_tokens:
         sample.error = f"got {sample.completion_tokens} output tokens, expected {max_tokens}"
     return sample
@@ -313,11 +326,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         started = time.perf_counter()
-        maker = multiprocessing.get_context("spawn").Process(target=make_adapters, args=(args.model, tmp / "adapters"))
-        maker.start()  # in a child process: keeps torch and the model out of the client process
-        maker.join()
-        if maker.exitcode != 0:
-            raise RuntimeError(f"making the adapters failed (exit code {maker.exitcode})")
+        make_adapters_in_child(args.model, tmp / "adapters")
         adapters = {name: tmp / "adapters" / name for name in ADAPTERS}
         print(f"made {len(adapters)} adapters in {time.perf_counter() - started:.1f}s", file=sys.stderr)
         load_before = os.getloadavg()

@@ -62,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--name", help="adapter name for --register (default: the output dir's name)")
 
+    ev = sub.add_parser("eval", help="compare the base model and the scenario adapters on held-out dialogues")
+    ev.add_argument("--model", default="gemma3-270m", help=_field_help("model"))
+    ev.add_argument("--adapters-dir", type=Path, default=Path("adapters"), help="dir holding one adapter per scenario")
+    ev.add_argument("--datasets", type=Path, default=Path("adapters/datasets"), help="scenario datasets + rubric.py")
+    ev.add_argument(
+        "--adapter",
+        action="append",
+        dest="eval_adapters",
+        metavar="NAME",
+        help="adapters to compare (default: pre-sales, after-sales, marketing, shop)",
+    )
+    ev.add_argument("--limit", type=int, help="held-out dialogues per scenario (default: all)")
+    ev.add_argument("--max-new-tokens", type=int, default=96)
+    ev.add_argument("--out", type=Path, default=Path("docs/scenarios.md"), help="markdown report to write")
+
     model = sub.add_parser("model", help="base model utilities")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     path = model_sub.add_parser("path", help="print the local Hugging Face dir of the base model")
@@ -143,6 +158,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import os
+
+    from switchboard_trainer.evaluate import evaluate, report
+
+    names = args.eval_adapters or ["pre-sales", "after-sales", "marketing", "shop"]
+    cache = Path(os.environ.get("SWITCHBOARD_CACHE_DIR", Path.home() / ".cache" / "switchboard"))
+    cells, info = evaluate(args.model, args.adapters_dir, args.datasets, names, args.limit, args.max_new_tokens, cache)
+    text = report(cells, info)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -154,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             return admin_client.run(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "eval":
+            return _eval(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return 2

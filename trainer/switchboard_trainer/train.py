@@ -181,6 +181,7 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=not torch.cuda.is_available(),
+        bf16=config.bf16,
         remove_unused_columns=False,
         dataloader_num_workers=0,
     )

@@ -1,0 +1,213 @@
+"""`switchboard eval`: base model vs each scenario adapter on the held-out dialogues.
+
+Two measures per (model, scenario): the mean loss (and perplexity) of the reference answers under
+teacher forcing, and the share of rubric checks passed by greedy answers (the scenario's conventions,
+checked automatically by adapters/datasets/rubric.py). Greedy answers come from Switchboard's own
+engine, every variant batched together. Writes a markdown report (docs/scenarios.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SCENARIOS = ("pre-sales", "after-sales", "marketing")
+
+
+@dataclass
+class Cell:
+    loss: float = 0.0
+    checks: int = 0
+    passed: int = 0
+    samples: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.loss)
+
+    @property
+    def rubric(self) -> float:
+        return self.passed / self.checks if self.checks else 0.0
+
+
+def load_rubric(datasets: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("scenario_rubric", datasets / "rubric.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def read_heldout(path: Path, limit: int | None) -> list[list[dict[str, str]]]:
+    rows = [json.loads(line)["messages"] for line in path.read_text().splitlines() if line.strip()]
+    return rows[:limit] if limit else rows
+
+
+def reference_losses(
+    model_dir: Path,
+    adapters: dict[str, Path],
+    dialogues: dict[str, list],
+    tokenizer: Any,
+) -> dict[tuple[str, str], float]:
+    """Mean loss per assistant token of the reference answers, for base and each adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    names = list(adapters)
+    for i, name in enumerate(names):
+        if i == 0:
+            model = PeftModel.from_pretrained(model, str(adapters[name]), adapter_name=name)
+        else:
+            model.load_adapter(str(adapters[name]), adapter_name=name)
+    out: dict[tuple[str, str], float] = {}
+    with torch.inference_mode():
+        for scenario, rows in dialogues.items():
+            encoded = [
+                tokenizer.apply_chat_template(m, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+                for m in rows
+            ]
+            for variant in ["base", *names]:
+                total, count = 0.0, 0
+                for e in encoded:
+                    ids = torch.tensor([e["input_ids"]])
+                    labels = torch.tensor(
+                        [[t if k else -100 for t, k in zip(e["input_ids"], e["assistant_masks"], strict=True)]]
+                    )
+                    kwargs = {"adapter_names": ["__base__" if variant == "base" else variant]} if names else {}
+                    logits = model(input_ids=ids, **kwargs).logits[:, :-1].float()
+                    target = labels[:, 1:]
+                    loss = torch.nn.functional.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+                    )
+                    total += float(loss)
+                    count += int((target != -100).sum())
+                out[(variant, scenario)] = total / max(count, 1)
+    return out
+
+
+async def greedy_answers(
+    model_dir: Path, adapters: dict[str, Path], prompts: list[tuple[str, str, list]], max_new_tokens: int
+) -> dict[tuple[str, str, int], str]:
+    """(variant, scenario, index) -> greedy answer, all variants batched by the hf engine."""
+    from switchboard.engine.base import GenerationRequest, SamplingParams
+    from switchboard.engine.hf import HFEngine
+
+    engine = HFEngine(model_dir, model_id="eval", max_batch_size=32, max_queue=100_000)
+    engine.load_model()
+    for name, path in adapters.items():
+        engine.add_adapter_sync(name, path)
+    await engine.start()
+    semaphore = asyncio.Semaphore(32)
+
+    async def one(variant: str, scenario: str, index: int, messages: list) -> tuple[tuple[str, str, int], str]:
+        ids = engine.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        request = GenerationRequest(
+            f"{variant}-{scenario}-{index}",
+            list(ids),
+            SamplingParams(max_tokens=max_new_tokens, temperature=0.0),
+            None if variant == "base" else variant,
+        )
+        async with semaphore:
+            text = "".join([out.text async for out in engine.generate(request)])
+        return (variant, scenario, index), text.strip()
+
+    try:
+        jobs = [one(v, s, i, m) for v, s, i, m in prompts]
+        return dict(await asyncio.gather(*jobs))
+    finally:
+        await engine.shutdown()
+
+
+def evaluate(
+    model: str,
+    adapters_dir: Path,
+    datasets: Path,
+    names: list[str],
+    limit: int | None,
+    max_new_tokens: int,
+    cache_dir: Path,
+) -> tuple[dict[tuple[str, str], Cell], dict[str, Any]]:
+    from switchboard.models import resolve_model_dir
+    from transformers import AutoTokenizer
+
+    started = time.perf_counter()
+    model_dir = resolve_model_dir(model, cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rubric = load_rubric(datasets)
+    adapters = {n: adapters_dir / n for n in names if (adapters_dir / n / "adapter_config.json").is_file()}
+    dialogues = {s: read_heldout(datasets / s / "heldout.jsonl", limit) for s in SCENARIOS}
+    losses = reference_losses(model_dir, adapters, dialogues, tokenizer)
+    prompts = [
+        (v, s, i, rows[:-1])
+        for v in ["base", *adapters]
+        for s, rows in dialogues.items()
+        for i, rows in enumerate(dialogues[s])
+    ]
+    answers = asyncio.run(greedy_answers(model_dir, adapters, prompts, max_new_tokens))
+    cells: dict[tuple[str, str], Cell] = {}
+    for v in ["base", *adapters]:
+        for s, rows in dialogues.items():
+            cell = Cell(loss=losses[(v, s)])
+            for i, messages in enumerate(rows):
+                question = messages[-2]["content"]
+                checks = rubric.score(s, question, answers[(v, s, i)])
+                cell.checks += len(checks)
+                cell.passed += sum(bool(x) for x in checks.values())
+                if i < 2:
+                    cell.samples.append((question, answers[(v, s, i)]))
+            cells[(v, s)] = cell
+    info = {
+        "model": model,
+        "adapters": list(adapters),
+        "heldout": {s: len(r) for s, r in dialogues.items()},
+        "seconds": round(time.perf_counter() - started),
+    }
+    return cells, info
+
+
+def report(cells: dict[tuple[str, str], Cell], info: dict[str, Any]) -> str:
+    variants = ["base", *info["adapters"]]
+    lines = [
+        "# Scenario adapters vs the base model",
+        "",
+        f"Held-out dialogues per scenario: {info['heldout']}; model {info['model']}; greedy answers from the "
+        f"`hf` engine; generated by `switchboard eval` in {info['seconds']} s.",
+        "",
+        "Loss = mean cross-entropy of the reference answers (assistant tokens only); ppl = exp(loss); "
+        "rubric = share of the scenario's convention checks passed by the greedy answers "
+        "(adapters/datasets/rubric.py).",
+        "",
+        "| model | " + " | ".join(f"{s} loss / ppl / rubric" for s in SCENARIOS) + " |",
+        "|---|" + "---|" * len(SCENARIOS),
+    ]
+    for v in variants:
+        row = [f"{cells[(v, s)].loss:.3f} / {cells[(v, s)].ppl:.1f} / {cells[(v, s)].rubric:.0%}" for s in SCENARIOS]
+        lines.append(f"| {v} | " + " | ".join(row) + " |")
+    lines += ["", "## Targets", ""]
+    for s in SCENARIOS:
+        if s not in variants:
+            continue
+        beats_loss = cells[(s, s)].loss < cells[("base", s)].loss
+        beats_rubric = cells[(s, s)].rubric > cells[("base", s)].rubric
+        best_own = all(cells[(s, s)].rubric >= cells[(o, s)].rubric for o in SCENARIOS if o in variants)
+        lines.append(
+            f"- {s}: beats base on loss {'yes' if beats_loss else 'NO'}, on rubric "
+            f"{'yes' if beats_rubric else 'NO'}; best rubric among the scenario adapters on its own "
+            f"scenario {'yes' if best_own else 'NO'}"
+        )
+    lines += ["", "## Example answers (greedy)", ""]
+    for s in SCENARIOS:
+        for v in ["base", s] if s in variants else ["base"]:
+            for q, a in cells[(v, s)].samples:
+                lines.append(f"- **{s}**, {v}: _{q}_ → {a!r}")
+    return "\n".join(lines) + "\n"
