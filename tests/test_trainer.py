@@ -58,6 +58,7 @@ def write_config(tmp: Path, model_dir: Path, **overrides) -> Path:
         "target_modules": ["q_proj", "v_proj", "o_proj", "down_proj"],
         "early_stopping_patience": 0,
         "seed": 7,
+        "bf16": False,  # exact equality across resume is asserted in fp32
         **overrides,
     }
     path = tmp / "train.yaml"
