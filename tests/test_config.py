@@ -82,6 +82,8 @@ def test_every_setting_is_described_and_documented():
 
 
 def test_bundled_yaml_configs_load():
-    for path in sorted((REPO / "deploy").glob("*.yaml")):
-        if path.name.startswith("switchboard"):
-            load_settings(path)
+    for path in sorted((REPO / "deploy").glob("switchboard*.yaml")):
+        load_settings(path)
+    bundled = load_settings(REPO / "adapters" / "switchboard.yaml")
+    assert bundled.default_adapter == "shop"
+    assert {r.adapter for r in bundled.routes} == {"pre-sales", "after-sales", "marketing"}
