@@ -35,6 +35,82 @@ def add_parser(sub: Any) -> None:
     rollback.add_argument("alias")
 
 
+def add_experiments_parser(sub: Any) -> None:
+    exp = sub.add_parser("experiments", help="A/B experiments on a running server (admin API)")
+    exp.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL", DEFAULT_URL), help="server URL")
+    exp.add_argument("--admin-key", default=None, help="admin key (default: env SWITCHBOARD_ADMIN_KEY)")
+    cmd = exp.add_subparsers(dest="experiments_command", required=True)
+    report = cmd.add_parser("report", help="per-variant results, significance and a recommendation")
+    report.add_argument("name")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_report(data: dict[str, Any]) -> str:
+    rows = []
+    for v in data["variants"]:
+        ci = v["feedback_ci95"]
+        rows.append(
+            [
+                v["variant"],
+                _fmt(v["weight"], 2),
+                str(v["requests"]),
+                str(v["errors"]),
+                str(v["completion_tokens"]),
+                f"{_fmt(v['ttft_p50'])}/{_fmt(v['ttft_p95'])}",
+                f"{_fmt(v['latency_p50'])}/{_fmt(v['latency_p95'])}",
+                f"{_fmt(v['feedback_mean'])} (n={v['feedback_count']})",
+                f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "-",
+            ]
+        )
+    table = _table(
+        rows,
+        [
+            "VARIANT",
+            "WEIGHT",
+            "REQUESTS",
+            "ERRORS",
+            "TOKENS",
+            "TTFT p50/p95 s",
+            "LATENCY p50/p95 s",
+            "FEEDBACK",
+            "95% CI",
+        ],
+    )
+    p = data.get("p_value")
+    verdict = f"p = {p:.4f} ({data.get('test')})" if p is not None else "no test yet"
+    return (
+        f"experiment {data['experiment']}\n\n{table}\n\n"
+        f"significant: {'yes' if data['significant'] else 'no'}; {verdict}\n"
+        f"recommendation: {data['recommendation']}"
+    )
+
+
+def run_experiments(args: argparse.Namespace) -> int:
+    key = args.admin_key or os.environ.get("SWITCHBOARD_ADMIN_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        resp = httpx.get(f"{args.url.rstrip('/')}/admin/experiments/{args.name}", headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        print(f"switchboard: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 2
+    if resp.status_code >= 400:
+        try:
+            message = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = resp.text
+        print(f"switchboard: error {resp.status_code}: {message}", file=sys.stderr)
+        return 1
+    print(render_report(resp.json()))
+    return 0
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]

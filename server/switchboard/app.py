@@ -12,9 +12,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from .api import admin, health, openai, vllm_compat
+from .api import experiments as experiments_api
 from .api.errors import BodyLimitMiddleware, install_error_handlers
 from .config import Settings
 from .errors import SwitchboardError
+from .experiments import Experiments
+from .metrics import Metrics
 from .registry import Registry
 from .registry.residency import Residency
 from .registry.store import JsonStore
@@ -105,14 +108,26 @@ def create_app(settings: Settings, engine: Any | None = None) -> FastAPI:
         if getattr(eng, "model", None) is None:
             await asyncio.to_thread(eng.load_model)
         base_info = await asyncio.to_thread(base_model_info, Path(eng.model_dir), settings.base_model_id)
-        residency = Residency(eng, settings.max_resident_adapters)
+        metrics = Metrics()
+
+        def on_residency(event: str, key: str) -> None:
+            if event == "load":
+                metrics.loads.inc()
+                metrics.load_time.observe(residency.last_load_s)
+            elif event == "evict":
+                metrics.evictions.inc()
+
+        residency = Residency(eng, settings.max_resident_adapters, on_residency)
+        experiments = Experiments(registry)
         services = Services(
             settings=settings,
             engine=eng,
             registry=registry,
             residency=residency,
-            router=Router(registry, settings.base_model_id, settings.routes, settings.default_adapter),
+            router=Router(registry, settings.base_model_id, settings.routes, settings.default_adapter, experiments),
             base_info=base_info,
+            metrics=metrics,
+            experiments=experiments,
         )
         app.state.services = services
         await eng.start()
@@ -138,6 +153,7 @@ def create_app(settings: Settings, engine: Any | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(experiments_api.router)
     app.include_router(vllm_compat.router)
     app.include_router(openai.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

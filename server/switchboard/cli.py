@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help=_field_help("log_level"))
 
     admin_client.add_parser(sub)
+    admin_client.add_experiments_parser(sub)
 
     train = sub.add_parser("train", help="train a LoRA adapter from a YAML config (see docs/training.md)")
     train.add_argument("config", type=Path, help="YAML config (adapters/configs/example.yaml shows every key)")
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             return _model_path(args)
         if args.command == "adapters":
             return admin_client.run(args)
+        if args.command == "experiments":
+            return admin_client.run_experiments(args)
         if args.command == "train":
             return _train(args)
         if args.command == "eval":

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
         default=False, description="Register PEFT dirs that appear in the adapter dir (and drop removed ones)."
     )
     watch_interval_s: float = Field(default=2.0, gt=0, description="Seconds between scans of a watched adapter dir.")
+    experiment_user_header: str = Field(
+        default="X-User-Id", description="Header whose value keeps a user on one experiment variant (after `user`)."
+    )
     max_batch_size: int = Field(default=32, ge=1, le=1024, description="Most sequences decoded in one step.")
     max_queue: int = Field(default=256, ge=1, description="Most requests waiting or running; beyond it: 429.")
     max_model_len: int = Field(

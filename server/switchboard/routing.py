@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .config import RouteRule
 from .errors import AdapterNotFound
+from .experiments import Experiments
 from .registry import BASE, AdapterRef, Registry
 
 ADAPTER_HEADER = "x-adapter"
@@ -24,25 +25,45 @@ class RouteContext:
     path: str
     headers: Mapping[str, str]  # lower-case names
     api_key: str | None = None
+    user: str | None = None  # sticky key for experiments (OpenAI `user`, else the configured header)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes: one adapter version (None = bare base), and the experiment that chose it."""
+
+    ref: AdapterRef | None
+    experiment: str = ""
+    variant: str = ""
 
 
 class Router:
     def __init__(
-        self, registry: Registry, base_model_id: str, rules: list[RouteRule], default_adapter: str | None
+        self,
+        registry: Registry,
+        base_model_id: str,
+        rules: list[RouteRule],
+        default_adapter: str | None,
+        experiments: Experiments | None = None,
     ) -> None:
+        self.experiments = experiments
         self.registry = registry
         self.base_model_id = base_model_id
         self.rules = rules
         self.default_adapter = default_adapter
 
-    def _named(self, text: str, param: str) -> AdapterRef | None:
+    def _named(self, text: str, param: str, user: str | None = None) -> Route:
         if text == BASE:
-            return None
+            return Route(None)
         ref = self.registry.lookup(text)
-        if ref is None:
-            available = ", ".join([self.base_model_id, *self.registry.available()])
-            raise AdapterNotFound(f"adapter '{text}' not found; available: {available}", param=param)
-        return ref
+        if ref is not None:
+            return Route(ref)
+        if self.experiments is not None and self.experiments.get(text) is not None:
+            ref, variant = self.experiments.assign(text, user)
+            return Route(ref, text, variant)
+        experiments = list(self.experiments.definitions()) if self.experiments is not None else []
+        available = ", ".join([self.base_model_id, *self.registry.available(), *experiments])
+        raise AdapterNotFound(f"adapter '{text}' not found; available: {available}", param=param)
 
     def _rule_matches(self, rule: RouteRule, ctx: RouteContext) -> bool:
         if rule.path_prefix is not None and not ctx.path.startswith(rule.path_prefix):
@@ -53,16 +74,16 @@ class Router:
                 return False
         return not (rule.api_key is not None and ctx.api_key != rule.api_key)
 
-    def route(self, ctx: RouteContext) -> AdapterRef | None:
-        """Resolve the request to one adapter version; None means the bare base model."""
+    def route(self, ctx: RouteContext) -> Route:
+        """Resolve the request to one adapter version (ref None = the bare base model)."""
         header = ctx.headers.get(ADAPTER_HEADER)
         if header:
-            return self._named(header.strip(), "X-Adapter")
+            return self._named(header.strip(), "X-Adapter", ctx.user)
         if ctx.model != self.base_model_id:
-            return self._named(ctx.model, "model")
+            return self._named(ctx.model, "model", ctx.user)
         for rule in self.rules:
             if self._rule_matches(rule, ctx):
-                return self._named(rule.adapter, "model")
+                return self._named(rule.adapter, "model", ctx.user)
         if self.default_adapter:
-            return self._named(self.default_adapter, "model")
-        return None
+            return self._named(self.default_adapter, "model", ctx.user)
+        return Route(None)

@@ -13,6 +13,8 @@ from typing import Any
 
 from .config import Settings
 from .engine.base import GenerationOutput, GenerationRequest
+from .experiments import Experiments
+from .metrics import Metrics
 from .registry import AdapterRef, Registry
 from .registry.residency import Residency
 from .routing import Router
@@ -29,6 +31,8 @@ class Services:
     residency: Residency
     router: Router
     base_info: BaseModelInfo
+    metrics: Metrics
+    experiments: Experiments
     started_at: int = field(default_factory=lambda: int(time.time()))
     ready: bool = False
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -70,6 +74,7 @@ class Services:
             except BaseException:
                 await self.residency.retire(ref)
                 raise
+            self.metrics.registry_changes.labels("register").inc()
             logger.info("registered adapter %s from %s", committed, resolved)
             return committed
 
@@ -78,6 +83,8 @@ class Services:
             refs = await asyncio.to_thread(self.registry.remove, name, version)
             for ref in refs:
                 await self.residency.retire(ref)
+                self.metrics.forget(ref.name, ref.version)
+            self.metrics.registry_changes.labels("remove").inc()
             logger.info("removed adapter(s) %s", ", ".join(map(str, refs)))
             return refs
 

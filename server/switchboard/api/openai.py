@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..engine.base import GenerationRequest, SamplingParams
 from ..errors import InvalidRequest
 from ..registry import BASE, AdapterRef
-from ..routing import RouteContext
+from ..routing import Route, RouteContext
 from .auth import check_inference_key
+from .observe import observed
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 from .streaming import collect, sse_chunks
 
@@ -29,10 +30,12 @@ def served_by(ref: AdapterRef | None) -> str:
 class Prepared:
     """A validated request bound to one adapter version and turned into engine input."""
 
-    def __init__(self, ref: AdapterRef | None, gen: GenerationRequest, model: str) -> None:
-        self.ref = ref
+    def __init__(self, route: Route, gen: GenerationRequest, model: str, started: float) -> None:
+        self.route = route
+        self.ref = route.ref
         self.gen = gen
         self.model = model
+        self.started = started
 
 
 def prepare(
@@ -40,9 +43,11 @@ def prepare(
     body: SamplingFields,
     prompt_ids: list[int],
     default_max: int,
-    ref: AdapterRef | None,
+    route: Route,
     id_prefix: str,
+    started: float,
 ) -> Prepared:
+    ref = route.ref
     services = request.app.state.services
     engine = services.engine
     limit = engine.max_model_len
@@ -73,25 +78,29 @@ def prepare(
     )
     request_id = f"{id_prefix}-{uuid.uuid4().hex}"
     gen = GenerationRequest(request_id, prompt_ids, params, adapter=str(ref) if ref is not None else None)
-    return Prepared(ref, gen, body.model)
+    return Prepared(route, gen, body.model, started)
 
 
-def route(request: Request, body: SamplingFields, api_key: str | None) -> AdapterRef | None:
+def route(request: Request, body: SamplingFields, api_key: str | None) -> Route:
     services = request.app.state.services
+    headers = {k.lower(): v for k, v in request.headers.items()}
     ctx = RouteContext(
         model=body.model,
         path=request.url.path,
-        headers={k.lower(): v for k, v in request.headers.items()},
+        headers=headers,
         api_key=api_key,
+        user=body.user or headers.get(services.settings.experiment_user_header.lower()),
     )
     return services.router.route(ctx)
 
 
 async def _respond(request: Request, prepared: Prepared, body: SamplingFields, kind: str) -> Any:
     headers = {"X-Adapter": served_by(prepared.ref), "X-Request-Id": prepared.gen.request_id}
+    if prepared.route.experiment:
+        headers["X-Experiment"] = f"{prepared.route.experiment}/{prepared.route.variant}"
     services = request.app.state.services
     created = int(time.time())
-    stream = services.generate(prepared.ref, prepared.gen)
+    stream = observed(services, prepared.route, prepared.gen, prepared.started)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = sse_chunks(stream, prepared.gen.request_id, prepared.model, created, kind, include_usage)
@@ -140,17 +149,19 @@ def _chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
 
 
 async def chat_completions(request: Request, body: ChatCompletionRequest) -> Any:
+    started = time.perf_counter()
     api_key = check_inference_key(request)
-    ref = route(request, body, api_key)
+    chosen = route(request, body, api_key)
     services = request.app.state.services
     prompt_ids = _chat_prompt(services.engine.tokenizer, body.chat())
-    prepared = prepare(request, body, prompt_ids, services.settings.default_max_tokens, ref, "chatcmpl")
+    prepared = prepare(request, body, prompt_ids, services.settings.default_max_tokens, chosen, "chatcmpl", started)
     return await _respond(request, prepared, body, "chat")
 
 
 async def completions(request: Request, body: CompletionRequest) -> Any:
+    started = time.perf_counter()
     api_key = check_inference_key(request)
-    ref = route(request, body, api_key)
+    chosen = route(request, body, api_key)
     tokenizer = request.app.state.services.engine.tokenizer
     if isinstance(body.prompt, str):
         prompt_ids = list(tokenizer(body.prompt, add_special_tokens=True)["input_ids"])
@@ -159,7 +170,7 @@ async def completions(request: Request, body: CompletionRequest) -> Any:
         if any(not isinstance(t, int) or t < 0 or t >= vocab for t in body.prompt):
             raise InvalidRequest(f"prompt token ids must lie in [0, {vocab})", param="prompt")
         prompt_ids = list(body.prompt)
-    prepared = prepare(request, body, prompt_ids, COMPLETIONS_DEFAULT_MAX_TOKENS, ref, "cmpl")
+    prepared = prepare(request, body, prompt_ids, COMPLETIONS_DEFAULT_MAX_TOKENS, chosen, "cmpl", started)
     return await _respond(request, prepared, body, "text")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class GenerationRequest:
     prompt_ids: list[int]
     params: SamplingParams
     adapter: str | None = None
+    arrival: float = field(default_factory=time.perf_counter)  # for the queue-time metric
 
 
 @dataclass
@@ -39,6 +41,7 @@ class GenerationOutput:
     finish_reason: str | None = None  # "stop" | "length" | "abort"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    queue_s: float | None = None  # on the first output: seconds from arrival to the start of prefill
 
 
 class Engine(Protocol):

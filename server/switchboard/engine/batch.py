@@ -31,6 +31,7 @@ class Row:
     max_new: int  # completion tokens allowed (max_tokens capped by the context window)
     generated: int = 0
     finish_reason: str | None = None
+    queue_s: float | None = None  # reported once, with the first output
     stop_ids: frozenset[int] = field(default_factory=frozenset)
 
     @property

@@ -283,6 +283,9 @@ class HFEngine:
             )
         if not rows:
             return None
+        now = time.perf_counter()
+        for row in rows:
+            row.queue_s = now - row.request.arrival
         length = max(len(r.request.prompt_ids) for r in rows)
         ids = torch.zeros((len(rows), length), dtype=torch.long)
         mask = torch.zeros((len(rows), length), dtype=torch.long)
@@ -327,12 +330,14 @@ class HFEngine:
                 self._finish(row, "length", token)
                 continue
             text = row.detok.flush()
+            queue_s, row.queue_s = row.queue_s, None
             row.sink(
                 GenerationOutput(
                     text=text,
                     token_ids=[token],
                     completion_tokens=row.generated,
                     prompt_tokens=len(row.request.prompt_ids),
+                    queue_s=queue_s,
                 )
             )
             keep.append(i)
@@ -352,6 +357,7 @@ class HFEngine:
                 finish_reason=reason,
                 prompt_tokens=len(row.request.prompt_ids),
                 completion_tokens=row.generated,
+                queue_s=row.queue_s,
             )
         )
 

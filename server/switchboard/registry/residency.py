@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ class Residency:
         self._on_change = on_change or (lambda event, key: None)
         self.loads = 0
         self.evictions = 0
+        self.last_load_s = 0.0
         self._background: set[asyncio.Task] = set()
 
     def resident(self) -> list[str]:
@@ -78,7 +80,9 @@ class Residency:
         self._loading[key] = future
         try:
             await self._make_room(exclude=key)
+            started = time.perf_counter()
             await self.engine.add_adapter(key, self._paths[key])
+            self.last_load_s = time.perf_counter() - started
             self._lru[key] = None
             self.loads += 1
             self._on_change("load", key)

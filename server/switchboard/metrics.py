@@ -1,0 +1,106 @@
+"""Prometheus metrics, labelled per adapter version (and experiment variant), recorded at the edges.
+
+Cardinality stays bounded: labels come only from resolved adapter versions (an unknown name never
+becomes a label), and a removed version's series are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import defaultdict
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LABELS = ("adapter", "version", "experiment", "variant")
+# buckets that fit both a 2-core CPU (seconds) and a GPU (milliseconds)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class Metrics:
+    """One set of metrics per app (its own CollectorRegistry, so tests can run several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "switchboard_requests", "Requests finished, by HTTP status.", [*LABELS, "status"], registry=r
+        )
+        self.prompt_tokens = Counter("switchboard_prompt_tokens", "Prompt tokens processed.", LABELS, registry=r)
+        self.completion_tokens = Counter(
+            "switchboard_completion_tokens", "Completion tokens generated.", LABELS, registry=r
+        )
+        self.ttft = Histogram(
+            "switchboard_time_to_first_token_seconds",
+            "Request received to first token.",
+            LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "switchboard_inter_token_latency_seconds",
+            "Gap between streamed tokens.",
+            LABELS,
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "switchboard_request_latency_seconds",
+            "Request received to last token.",
+            LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue = Histogram(
+            "switchboard_queue_time_seconds",
+            "Time a request waited before its prefill.",
+            LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("switchboard_requests_in_flight", "Requests being served.", LABELS, registry=r)
+        self.batch_size = Gauge("switchboard_batch_size", "Sequences in the engine's running batch.", registry=r)
+        self.pending = Gauge("switchboard_pending_requests", "Requests waiting or running in the engine.", registry=r)
+        self.resident = Gauge("switchboard_resident_adapters", "Adapter versions loaded in the engine.", registry=r)
+        self.loads = Counter("switchboard_adapter_loads", "Adapter versions loaded into the engine.", registry=r)
+        self.evictions = Counter("switchboard_adapter_evictions", "Adapter versions evicted (LRU).", registry=r)
+        self.load_time = Histogram(
+            "switchboard_adapter_load_seconds", "Time to load an adapter version.", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.registry_changes = Counter(
+            "switchboard_registry_changes", "Registry changes by action.", ["action"], registry=r
+        )
+        self.feedback = Counter("switchboard_feedback", "Feedback scores received.", LABELS, registry=r)
+        self.feedback_score = Counter("switchboard_feedback_score", "Sum of feedback scores.", LABELS, registry=r)
+        self._used: dict[tuple[str, str], set[tuple[str, ...]]] = defaultdict(set)
+        self._lock = threading.Lock()
+        self._per_request = (
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.ttft,
+            self.itl,
+            self.latency,
+            self.queue,
+            self.in_flight,
+            self.feedback,
+            self.feedback_score,
+        )
+
+    def labels(self, adapter: str, version: str, experiment: str = "", variant: str = "") -> tuple[str, ...]:
+        values = (adapter, version, experiment, variant)
+        with self._lock:
+            self._used[(adapter, version)].add(values)
+        return values
+
+    def forget(self, adapter: str, version: str) -> None:
+        """Drop every series of a removed adapter version."""
+        with self._lock:
+            used = self._used.pop((adapter, version), set())
+        for values in used:
+            for metric in self._per_request:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*values)
+            for status in ("200", "400", "404", "429", "499", "503"):
+                with contextlib.suppress(KeyError):
+                    self.requests.remove(*values, status)

@@ -1,0 +1,192 @@
+"""A/B experiments, feedback and per-adapter metrics on the real server."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import Server, start_server, stop_server
+
+ADMIN = {"Authorization": "Bearer sk-admin"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> Iterator[Server]:
+    work = tmp_path_factory.mktemp("experiments")
+    root = work / "root"
+    for name, path in tiny_adapters.items():
+        shutil.copytree(path, root / name)
+    (work / "empty").mkdir()
+    args = [
+        "--model",
+        str(tiny_model_dir),
+        "--dtype",
+        "float32",
+        "--adapter-dir",
+        str(work / "empty"),
+        "--adapter-root",
+        str(root),
+        "--admin-key",
+        "sk-admin",
+    ]
+    srv = start_server(args, work / "server.log", env={"SWITCHBOARD_MAX_MODEL_LEN": "128"})
+    for name in ("alpha", "beta", "gamma"):
+        r = httpx.post(srv.url + "/admin/adapters", json={"name": name, "path": str(root / name)}, headers=ADMIN)
+        assert r.status_code == 201, r.text
+    yield srv
+    stop_server(srv)
+
+
+def chat(server: Server, model: str, user: str | None = None, headers: dict | None = None) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "ignore_eos": True}
+    if user is not None:
+        body["user"] = user
+    r = httpx.post(server.v1 + "/chat/completions", json=body, headers=headers or {}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def put(server: Server, name: str, variants: dict) -> httpx.Response:
+    return httpx.put(f"{server.url}/admin/experiments/{name}", json={"variants": variants}, headers=ADMIN)
+
+
+def test_sticky_weighted_assignment(server: Server):
+    assert put(server, "tone", {"alpha": 50, "beta@v1": 50}).status_code == 200
+    seen = {}
+    for i in range(40):
+        r = chat(server, "tone", user=f"user-{i}")
+        variant = r.headers["x-experiment"].split("/")[1]
+        assert r.headers["x-adapter"] == variant
+        seen[f"user-{i}"] = variant
+    assert set(seen.values()) == {"alpha@v1", "beta@v1"}
+    for i in range(0, 40, 7):  # the same user always gets the same variant
+        assert chat(server, "tone", user=f"user-{i}").headers["x-adapter"] == seen[f"user-{i}"]
+    via_header = chat(server, "tone", headers={"X-User-Id": "user-3"})
+    assert via_header.headers["x-adapter"] == seen["user-3"]
+    # changing the weights moves only the users near the boundary
+    assert put(server, "tone", {"alpha": 60, "beta@v1": 40}).status_code == 200
+    moved = sum(chat(server, "tone", user=u).headers["x-adapter"] != v for u, v in seen.items())
+    assert moved <= 10
+
+
+def test_experiment_validation(server: Server):
+    assert put(server, "bad", {"nobody": 1}).status_code == 404
+    assert put(server, "bad", {"alpha": -1}).status_code == 400
+    assert put(server, "alpha", {"beta": 1}).status_code == 409
+    assert httpx.get(server.url + "/admin/experiments/missing", headers=ADMIN).status_code == 404
+    assert httpx.put(server.url + "/admin/experiments/x", json={"variants": {"alpha": 1}}).status_code == 401
+
+
+def test_feedback_and_report_with_significance(server: Server):
+    assert put(server, "quality", {"alpha": 1, "gamma": 1}).status_code == 200
+    for i in range(60):
+        r = chat(server, "quality", user=f"q{i}")
+        variant = r.headers["x-adapter"]
+        score = (0.9 if variant.startswith("gamma") else 0.2) + (i % 3) * 0.05
+        fb = httpx.post(server.v1 + "/feedback", json={"id": r.json()["id"], "score": score})
+        assert fb.status_code == 200 and fb.json()["variant"] == variant
+    assert httpx.post(server.v1 + "/feedback", json={"id": "chatcmpl-nope", "score": 1}).status_code == 404
+    assert httpx.post(server.v1 + "/feedback", json={"id": "x"}).status_code == 400
+    report = httpx.get(server.url + "/admin/experiments/quality", headers=ADMIN).json()
+    rows = {v["variant"]: v for v in report["variants"]}
+    assert set(rows) == {"alpha@v1", "gamma@v1"}
+    assert sum(v["requests"] for v in rows.values()) == 60 and all(v["errors"] == 0 for v in rows.values())
+    assert rows["gamma@v1"]["feedback_mean"] > rows["alpha@v1"]["feedback_mean"]
+    assert (
+        rows["gamma@v1"]["feedback_ci95"][0] < rows["gamma@v1"]["feedback_mean"] < rows["gamma@v1"]["feedback_ci95"][1]
+    )
+    assert rows["alpha@v1"]["ttft_p50"] is not None and rows["alpha@v1"]["completion_tokens"] > 0
+    assert report["significant"] and report["p_value"] < 0.05
+    assert report["recommendation"].startswith("promote gamma@v1")
+
+    import os
+
+    from switchboard.cli import main
+
+    os.environ["SWITCHBOARD_ADMIN_KEY"] = "sk-admin"
+    try:
+        assert main(["experiments", "--url", server.url, "report", "quality"]) == 0
+    finally:
+        os.environ.pop("SWITCHBOARD_ADMIN_KEY")
+    assert httpx.delete(server.url + "/admin/experiments/quality", headers=ADMIN).status_code == 200
+    assert (
+        httpx.post(
+            server.v1 + "/chat/completions", json={"model": "quality", "messages": [{"role": "user", "content": "x"}]}
+        ).status_code
+        == 404
+    )
+
+
+def samples(server: Server) -> list:
+    text = httpx.get(server.url + "/metrics").text
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def test_metrics_are_labelled_per_adapter_and_bounded(server: Server):
+    chat(server, "beta")
+    httpx.post(
+        server.v1 + "/chat/completions",
+        json={"model": "no-such-adapter", "messages": [{"role": "user", "content": "x"}]},
+    )
+    found = samples(server)
+    requests = [s for s in found if s.name == "switchboard_requests_total" and s.labels.get("adapter") == "beta"]
+    assert requests and requests[0].labels["version"] == "v1" and requests[0].labels["status"] == "200"
+    assert any(
+        s.name == "switchboard_time_to_first_token_seconds_count" and s.labels.get("adapter") == "beta" for s in found
+    )
+    assert not any(s.labels.get("adapter") == "no-such-adapter" for s in found)
+    assert any(s.name == "switchboard_resident_adapters" and s.value >= 3 for s in found)
+    # a removed version's series disappear
+    root = Path(httpx.get(server.url + "/admin/adapters", headers=ADMIN).json()["adapters"][0]["versions"][0]["path"])
+    httpx.post(server.url + "/admin/adapters", json={"name": "temp", "path": str(root)}, headers=ADMIN)
+    chat(server, "temp")
+    assert any(s.labels.get("adapter") == "temp" for s in samples(server))
+    assert httpx.delete(server.url + "/admin/adapters/temp", headers=ADMIN).status_code == 200
+    assert not any(s.labels.get("adapter") == "temp" for s in samples(server))
+    changes = [s for s in samples(server) if s.name == "switchboard_registry_changes_total"]
+    assert {s.labels["action"] for s in changes} >= {"register", "remove"}
+
+
+def test_experiment_survives_restart(tmp_path: Path, tiny_model_dir: Path, tiny_adapters: dict[str, Path]):
+    root = tmp_path / "root"
+    shutil.copytree(tiny_adapters["alpha"], root / "alpha")
+    (tmp_path / "empty").mkdir()
+    args = [
+        "--model",
+        str(tiny_model_dir),
+        "--dtype",
+        "float32",
+        "--adapter-dir",
+        str(tmp_path / "empty"),
+        "--adapter-root",
+        str(root),
+        "--admin-key",
+        "sk-admin",
+        "--state-dir",
+        str(tmp_path / "state"),
+    ]
+    srv = start_server(args, tmp_path / "one.log")
+    try:
+        httpx.post(srv.url + "/admin/adapters", json={"name": "alpha", "path": str(root / "alpha")}, headers=ADMIN)
+        assert put(srv, "persisted", {"alpha": 1}).status_code == 200
+    finally:
+        stop_server(srv)
+    srv = start_server(args, tmp_path / "two.log")
+    try:
+        assert chat(srv, "persisted", user="u").headers["x-experiment"] == "persisted/alpha@v1"
+    finally:
+        stop_server(srv)
+
+
+def test_every_metric_is_documented():
+    from switchboard.metrics import Metrics
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    m = Metrics()
+    for names in m.registry._collector_to_names.values():
+        assert any(f"`{name}`" in docs for name in names), f"{sorted(names)} not in docs/metrics.md"
