@@ -22,7 +22,7 @@ class ExperimentBody(BaseModel):
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=200)
-    score: float = Field(allow_inf_nan=False)
+    score: float = Field(ge=0, allow_inf_nan=False, description="0 or more, e.g. 0/1 thumbs or 1-5 stars")
 
 
 @admin.put("/{name}")
