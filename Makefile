@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: setup serve test lint bench clean
+.PHONY: setup serve test lint bench adapters eval clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 serve: setup
-	$(VENV)/bin/switchboard serve $(ARGS)
+	$(VENV)/bin/switchboard serve --config adapters/switchboard.yaml $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(ARGS)
@@ -28,6 +28,16 @@ lint: setup
 
 bench: setup
 	$(PY) loadtests/bench_batching.py $(ARGS)
+	$(PY) loadtests/bench_hotswap.py $(ARGS)
+
+# Rebuild the bundled scenario adapters from adapters/datasets (about 40 minutes on 2 CPU cores),
+# then compare them with the base model (docs/scenarios.md).
+adapters: setup
+	for s in pre-sales after-sales marketing shop; do $(VENV)/bin/switchboard train adapters/configs/$$s.yaml || exit 1; done
+	$(MAKE) eval
+
+eval: setup
+	$(VENV)/bin/switchboard eval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
