@@ -67,8 +67,8 @@ def ask(
     headers: dict | None = None,
     model: str = "gemma3-270m",
 ) -> tuple[str, str]:
-    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": 96, "temperature": 0}
-    r = httpx.post(server.url + path, json=body, headers=headers or {}, timeout=120)
+    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": 64, "temperature": 0}
+    r = httpx.post(server.url + path, json=body, headers=headers or {}, timeout=300)
     assert r.status_code == 200, r.text
     return r.headers["x-adapter"], r.json()["choices"][0]["message"]["content"]
 
