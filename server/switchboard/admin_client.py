@@ -35,6 +35,19 @@ def add_parser(sub: Any) -> None:
     rollback.add_argument("alias")
 
 
+def error_message(resp: httpx.Response) -> str:
+    """The message of an OpenAI-shaped error response (or its raw text)."""
+    try:
+        return str(resp.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return resp.text
+
+
+def admin_headers(key: str | None) -> dict[str, str]:
+    key = key or os.environ.get("SWITCHBOARD_ADMIN_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def add_experiments_parser(sub: Any) -> None:
     exp = sub.add_parser("experiments", help="A/B experiments on a running server (admin API)")
     exp.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL", DEFAULT_URL), help="server URL")
@@ -93,19 +106,14 @@ def render_report(data: dict[str, Any]) -> str:
 
 
 def run_experiments(args: argparse.Namespace) -> int:
-    key = args.admin_key or os.environ.get("SWITCHBOARD_ADMIN_KEY")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = admin_headers(args.admin_key)
     try:
         resp = httpx.get(f"{args.url.rstrip('/')}/admin/experiments/{args.name}", headers=headers, timeout=60)
     except httpx.HTTPError as exc:
         print(f"switchboard: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 2
     if resp.status_code >= 400:
-        try:
-            message = resp.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = resp.text
-        print(f"switchboard: error {resp.status_code}: {message}", file=sys.stderr)
+        print(f"switchboard: error {resp.status_code}: {error_message(resp)}", file=sys.stderr)
         return 1
     print(render_report(resp.json()))
     return 0
@@ -141,8 +149,7 @@ def _render_list(data: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    key = args.admin_key or os.environ.get("SWITCHBOARD_ADMIN_KEY")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = admin_headers(args.admin_key)
     base = args.url.rstrip("/")
     command = args.adapters_command
     try:
@@ -168,11 +175,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"switchboard: cannot reach {base}: {exc}", file=sys.stderr)
         return 2
     if resp.status_code >= 400:
-        try:
-            message = resp.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = resp.text
-        print(f"switchboard: error {resp.status_code}: {message}", file=sys.stderr)
+        print(f"switchboard: error {resp.status_code}: {error_message(resp)}", file=sys.stderr)
         return 1
     data = resp.json()
     if command == "list":

@@ -254,9 +254,7 @@ def register(url: str, name: str, path: Path) -> str:
         timeout=300,
     )
     if resp.status_code != 201:
-        try:
-            message = resp.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = resp.text
-        raise TrainError(f"registration on {url} failed ({resp.status_code}): {message}")
+        from switchboard.admin_client import error_message
+
+        raise TrainError(f"registration on {url} failed ({resp.status_code}): {error_message(resp)}")
     return resp.json()["ref"]
