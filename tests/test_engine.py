@@ -154,3 +154,41 @@ async def test_incompatible_adapter_is_refused_and_others_unchanged(
     assert "bad" not in engine.resident_adapters()
     after = (await run(engine, "after", PROMPTS[1], "beta", greedy(8)))[0]
     assert after == before
+
+
+async def test_runtime_adapter_attached_off_thread_equals_peft_loaded(engine: HFEngine, tiny_adapters: dict[str, Path]):
+    # "beta" was loaded at start-up by PEFT's own loader; "beta2" (same files) at runtime takes the fast
+    # path: modules built in a worker thread, attached between decode steps.
+    assert engine.lora.prepare(tiny_adapters["beta"]) is not None
+    background = asyncio.create_task(run(engine, "busy", PROMPTS[0], "alpha", greedy(40)))
+    await engine.add_adapter("beta2", tiny_adapters["beta"])
+    together = await asyncio.gather(
+        run(engine, "peft", PROMPTS[2], "beta", greedy(16)), run(engine, "fast", PROMPTS[2], "beta2", greedy(16))
+    )
+    assert together[0][0] == together[1][0]
+    assert together[0][0] != (await run(engine, "base", PROMPTS[2], None, greedy(16)))[0]
+    await background
+    await engine.remove_adapter("beta2")
+    assert "beta2" not in engine.resident_adapters()
+    assert "beta2" not in engine.lora.model.peft_config
+    assert not any("beta2" in layer.lora_A or "beta2" in layer.scaling for layer in engine.lora._layers.values())
+    assert (await run(engine, "still", PROMPTS[2], "beta", greedy(16)))[0] == together[0][0]
+
+
+async def test_non_plain_lora_config_goes_through_peft(
+    engine: HFEngine, tiny_adapters: dict[str, Path], tmp_path: Path
+):
+    import json
+    import shutil
+
+    patterned = tmp_path / "patterned"
+    shutil.copytree(tiny_adapters["alpha"], patterned)
+    config = json.loads((patterned / "adapter_config.json").read_text())
+    config["alpha_pattern"] = {"q_proj": 64}  # a different scaling on q_proj only
+    (patterned / "adapter_config.json").write_text(json.dumps(config))
+    assert engine.lora.prepare(patterned) is None
+    await engine.add_adapter("patterned", patterned)
+    plain = (await run(engine, "plain", PROMPTS[1], "alpha", greedy(12)))[0]
+    scaled = (await run(engine, "scaled", PROMPTS[1], "patterned", greedy(12)))[0]
+    assert plain != scaled
+    await engine.remove_adapter("patterned")

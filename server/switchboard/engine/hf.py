@@ -26,11 +26,12 @@ from ..errors import AdapterIncompatible, EngineFailure, InvalidRequest, Overloa
 from .base import GenerationOutput, GenerationRequest
 from .batch import Batch, Row
 from .detokenize import IncrementalDetokenizer
-from .lora_rows import MultiLoraModel
+from .lora_rows import MultiLoraModel, PreparedAdapter
 from .sampling import RowSampler, sample
 
 logger = logging.getLogger(__name__)
 
+_LOAD_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError)
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -122,7 +123,10 @@ class HFEngine:
 
     # ---------------------------------------------------------------- adapters
     async def add_adapter(self, key: str, path: Path) -> None:
-        await self._call_in_engine(lambda: self._load_adapter(key, Path(path)))
+        # The weights are read and the LoRA modules built in a worker thread; the engine thread only
+        # attaches them between two decode steps (or runs PEFT's loader when the fast path can't).
+        prepared = await asyncio.to_thread(self._prepare, key, Path(path))
+        await self._call_in_engine(lambda: self._load_adapter(key, Path(path), prepared))
 
     async def remove_adapter(self, key: str) -> None:
         await self._call_in_engine(lambda: self._unload_adapter(key))
@@ -136,17 +140,31 @@ class HFEngine:
             raise RuntimeError("engine is running; use add_adapter")
         self._load_adapter(key, Path(path))
 
-    def _load_adapter(self, key: str, path: Path) -> None:
+    def _prepare(self, key: str, path: Path) -> PreparedAdapter | None:
+        try:
+            return self.lora.prepare(path)
+        except _LOAD_ERRORS as exc:
+            raise AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}") from exc
+
+    def _load_adapter(self, key: str, path: Path, prepared: PreparedAdapter | None = None) -> None:
         if key in self._adapters:
             raise AdapterIncompatible(f"adapter '{key}' is already loaded")
         started = time.perf_counter()
         try:
-            self.lora.load(key, path)
-        except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
+            if prepared is not None:
+                self.lora.attach(key, prepared, path)
+            else:
+                self.lora.load(key, path)
+        except _LOAD_ERRORS as exc:
             self.lora.discard(key)
             raise AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}") from exc
         self._adapters[key] = path
-        logger.info("loaded adapter %s in %.2fs", key, time.perf_counter() - started)
+        logger.info(
+            "loaded adapter %s in %.1f ms (%s)",
+            key,
+            1000 * (time.perf_counter() - started),
+            "attached" if prepared is not None else "peft",
+        )
 
     def _unload_adapter(self, key: str) -> None:
         if key not in self._adapters:

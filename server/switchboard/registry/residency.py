@@ -3,7 +3,8 @@
 A request leases its version for its whole life: a leased version is never evicted or unloaded, so a
 request always finishes on the version it started with, even if the version is removed meanwhile
 (it is unloaded when its last request ends). A request for a version that was evicted reloads it.
-Loads run in the engine's own thread between decode steps; other requests keep streaming.
+Loads are prepared in a worker thread and attached in the engine thread between decode steps; other
+requests keep streaming.
 """
 
 from __future__ import annotations
