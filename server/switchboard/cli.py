@@ -22,6 +22,15 @@ def _parse_adapter(text: str) -> tuple[str, str]:
     return name, path
 
 
+def _parse_engine_arg(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.replace("-", "_"), yaml.safe_load(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description="Serve many LoRA adapters from one base model.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-adapter", help=_field_help("default_adapter"))
     serve.add_argument("--max-resident-adapters", type=int, help=_field_help("max_resident_adapters"))
     serve.add_argument("--max-lora-rank", type=int, help=_field_help("max_lora_rank"))
+    serve.add_argument("--max-loras", type=int, help=_field_help("max_loras"))
+    serve.add_argument(
+        "--engine-arg", action="append", type=_parse_engine_arg, metavar="KEY=VALUE", help=_field_help("engine_args")
+    )
     serve.add_argument("--watch-adapter-dir", action="store_true", default=None, help=_field_help("watch_adapter_dir"))
     serve.add_argument("--max-batch-size", type=int, help=_field_help("max_batch_size"))
     serve.add_argument("--max-model-len", type=int, help=_field_help("max_model_len"))
@@ -108,6 +121,8 @@ def _serve(args: argparse.Namespace) -> int:
         "max_batch_size": args.max_batch_size,
         "max_resident_adapters": args.max_resident_adapters,
         "max_lora_rank": args.max_lora_rank,
+        "max_loras": args.max_loras,
+        "engine_args": dict(args.engine_arg) if args.engine_arg else None,
         "watch_adapter_dir": args.watch_adapter_dir,
         "max_model_len": args.max_model_len,
         "log_level": args.log_level,

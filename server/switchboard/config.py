@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         default=64, ge=1, description="Most adapter versions loaded at once; least recently used are evicted."
     )
     max_lora_rank: int = Field(default=64, ge=1, description="Largest LoRA rank accepted at registration.")
+    max_loras: int = Field(
+        default=4,
+        ge=1,
+        description="vllm engine: most distinct adapters in one batch (vLLM's max_loras; the hf engine has no limit).",
+    )
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vllm engine: extra vLLM engine arguments, e.g. {quantization: fp8, gpu_memory_utilization: 0.8}.",
+    )
     watch_adapter_dir: bool = Field(
         default=False, description="Register PEFT dirs that appear in the adapter dir (and drop removed ones)."
     )

