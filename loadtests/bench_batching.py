@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,8 +73,9 @@ class Run:
 SCENARIOS = {"a": "one adapter, concurrent", "b": "3 adapters + base, concurrent", "c": "3 adapters + base, serial"}
 
 
-def make_adapters(model: str, out: Path) -> None:
-    """Three real LoRA adapters (q/k/v/o, r=8) with random B scaled down, so outputs stay plausible text."""
+def make_adapters(model: str, out: Path, names: Sequence[str] = ADAPTERS) -> None:
+    """Real LoRA adapters (q/k/v/o, r=8; seed = index in `names`) with random B scaled down, so outputs stay
+    plausible text. Defaults to the three of this benchmark."""
     import torch
     from peft import LoraConfig, get_peft_model
     from switchboard.config import load_settings
@@ -83,7 +84,7 @@ def make_adapters(model: str, out: Path) -> None:
 
     settings = load_settings(None, model=model)
     base = AutoModelForCausalLM.from_pretrained(resolve_model_dir(settings.model, settings.cache_dir))
-    for seed, name in enumerate(ADAPTERS):
+    for seed, name in enumerate(names):
         torch.manual_seed(seed)
         config = LoraConfig(
             r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False
@@ -97,9 +98,9 @@ def make_adapters(model: str, out: Path) -> None:
         base = peft_model.unload()  # drop the LoRA layers again before the next seed
 
 
-def make_adapters_in_child(model: str, out: Path) -> None:
+def make_adapters_in_child(model: str, out: Path, names: Sequence[str] = ADAPTERS) -> None:
     """`make_adapters` in a child process: keeps torch and the model out of the client process."""
-    maker = multiprocessing.get_context("spawn").Process(target=make_adapters, args=(model, out))
+    maker = multiprocessing.get_context("spawn").Process(target=make_adapters, args=(model, out, tuple(names)))
     maker.start()
     maker.join()
     if maker.exitcode != 0:
@@ -107,10 +108,12 @@ def make_adapters_in_child(model: str, out: Path) -> None:
 
 
 @contextmanager
-def server(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run the server for the block; stop it (this pid only) on the way out, also on Ctrl-C or errors."""
+def server(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run the server (with `env` added to the environment) for the block; stop it (this pid only) on the way out,
+    also on Ctrl-C or errors."""
+    full_env = {**os.environ, **env} if env else None
     with log.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env=full_env)
     try:
         yield proc
     finally:
