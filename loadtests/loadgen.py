@@ -1,0 +1,326 @@
+"""S-LoRA-style load test: many adapters, power-law popularity, Poisson/Gamma arrivals, against Switchboard and its
+baselines, one server after the other on the same machine.
+
+Makes N real PEFT LoRA adapters (r=8 on q/k/v/o, distinct random weights), generates seeded traces
+(`loadgen_workload.py`: adapter ∝ 1/(k+1)^alpha, Gamma arrivals with a given cv, LMSYS-shaped log-normal lengths
+clipped for a CPU, ignore_eos) and replays them with streaming chat requests from async httpx on 127.0.0.1
+(`loadgen_driver.py`). Targets, each started by this script, then stopped, before the next:
+- switchboard: `switchboard serve` with every adapter. Scenarios `adapters-N` (closed loop, power law over the
+  first N adapters; adapters-1 is the one-adapter baseline: the same trace with every request on one adapter),
+  `mixed-3` (3 adapters + the base, uniform, closed loop) and `rate-R` (open loop at R req/s over
+  --rate-adapters adapters, Gamma arrivals for --duration s);
+- naive: `loadtests/naive_peft_server.py` (one PeftModel, one request at a time), on the first --naive-requests
+  requests of mixed-3 with the same clients;
+- vllm: vLLM's OpenAI server with --enable-lora, on adapters-1 and mixed-3, when --vllm-python (or the env var
+  SWITCHBOARD_VLLM_PYTHON) names a Python with vLLM; skipped with a note otherwise.
+Each run is capped at --max-run-s: requests still running then are cancelled and counted apart, not as failures.
+Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99 and failures per scenario, the ratios (mixed-3 / one
+adapter, N adapters / one adapter, Switchboard / naive PEFT, Switchboard / vLLM), a markdown file and PNG plots in
+--out-dir, and the whole result (traces included) as JSON. Exits 1 if a request failed; never asserts a speed.
+
+Quick (CI smoke, ~1–2 min): `python loadtests/loadgen.py --quick`
+Full (about 40 min on 2 idle cores; docs/benchmarks.md):
+    `python loadtests/loadgen.py --vllm-python /work/vllm-venv/bin/python`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import bench_batching as bb  # server(), free_port(), make_adapters_in_child(), cpu_model(), git_commit()
+import httpx
+import loadgen_report as report
+from loadgen_driver import Run, Target, closed_loop, open_loop, warm_up
+from loadgen_workload import BASE, Lengths, TraceRequest, WorkloadSpec, adapter_names, make_trace, pools_used
+from switchboard.config import load_settings
+from switchboard.models import TEMPLATE_DIR, resolve_model_dir
+
+HERE = Path(__file__).resolve().parent
+QUICK = {"adapters": "1,4", "rates": "2", "rate_adapters": 4, "duration": 3.0, "requests": 8, "concurrency": 4,
+         "naive_requests": 4, "max_prompt_tokens": 48, "max_output_tokens": 12, "repeats": 1, "max_run_s": 60.0,
+         "max_in_flight": 16}  # fmt: skip
+FULL = {"adapters": "1,4,16,64", "rates": "0.5,1,1.5,2,2.5", "rate_adapters": 16, "duration": 45.0, "requests": 96,
+        "concurrency": 16, "naive_requests": 16, "max_prompt_tokens": 256, "max_output_tokens": 128, "repeats": 3,
+        "max_run_s": 300.0, "max_in_flight": 64}  # fmt: skip
+READY_DEADLINE_S = {"switchboard": 300.0, "naive": 300.0, "vllm": 600.0}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str  # adapters-N, mixed-3, rate-R
+    title: str
+    spec: WorkloadSpec
+    loop: str  # closed | open
+
+
+def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
+    names = adapter_names(max([*args.adapters, args.rate_adapters, 3]))
+    base = WorkloadSpec(
+        pool=(names[0],), alpha=args.alpha, cv=args.cv, requests=args.requests, seed=args.seed,
+        prompt=Lengths(args.prompt_mean, args.prompt_sigma, 10, args.max_prompt_tokens),
+        output=Lengths(args.output_mean, args.output_sigma, 4, args.max_output_tokens),
+    )  # fmt: skip
+    closed = f"closed loop, {args.concurrency} clients"
+    out = {}
+    for n in args.adapters:
+        what = "one adapter" if n == 1 else f"{n} adapters, power law α={args.alpha:g}"
+        out[f"adapters-{n}"] = Scenario(
+            f"adapters-{n}", f"{what}, {closed}", replace(base, pool=tuple(names[:n])), "closed"
+        )
+    out["mixed-3"] = Scenario("mixed-3", f"3 adapters + base, uniform, {closed}",
+                              replace(base, pool=(*names[:3], BASE), alpha=0.0), "closed")  # fmt: skip
+    for rate in args.rates:
+        spec = replace(base, pool=tuple(names[: args.rate_adapters]), rate=rate, duration_s=args.duration,
+                       requests=args.max_requests)  # fmt: skip
+        title = f"open loop {rate:g} req/s (cv {args.cv:g}), {args.rate_adapters} adapters α={args.alpha:g}"
+        out[f"rate-{rate:g}"] = Scenario(f"rate-{rate:g}", title, spec, "open")
+    for key, scenario in out.items():
+        if scenario.spec.requests > args.max_requests:
+            out[key] = replace(scenario, spec=replace(scenario.spec, requests=args.max_requests))
+    return out
+
+
+def plan(args: argparse.Namespace, all_scenarios: dict[str, Scenario]) -> dict[str, list[str]]:
+    """target -> scenario keys it runs, in order."""
+    out = {"switchboard": list(all_scenarios), "naive": ["mixed-3"], "vllm": ["adapters-1", "mixed-3"]}
+    return {target: keys for target, keys in out.items() if target in args.targets}
+
+
+def adapter_dirs(args: argparse.Namespace, names: list[str], tmp: Path) -> dict[str, Path]:
+    """Make the adapters (child process: no torch here), or reuse them from --adapter-cache."""
+    if args.adapter_cache is None:
+        root = tmp / "adapters"
+    else:
+        key = (
+            args.model if "/" not in args.model else hashlib.sha1(str(Path(args.model).resolve()).encode()).hexdigest()
+        )
+        root = Path(args.adapter_cache).expanduser() / key[:16]
+    dirs = {name: root / name for name in names}
+    if not all((d / "adapter_config.json").is_file() for d in dirs.values()):
+        started = time.perf_counter()
+        bb.make_adapters_in_child(args.model, root, names)
+        print(f"made {len(names)} adapters in {time.perf_counter() - started:.1f}s under {root}", file=sys.stderr)
+    return dirs
+
+
+def vllm_model_dir(model: str) -> Path:
+    """The HF dir Switchboard serves for `model` (the embedded model converted once, in the same cache dir)."""
+    settings = load_settings(None, model=model)
+    return resolve_model_dir(settings.model, settings.cache_dir)
+
+
+def server_command(target: str, args: argparse.Namespace, adapters: dict[str, Path], port: int, tmp: Path) -> list[str]:
+    flags = [arg for name, path in adapters.items() for arg in ("--adapter", f"{name}={path}")]
+    common = ["--host", "127.0.0.1", "--port", str(port)]
+    if target == "switchboard":
+        (tmp / "empty").mkdir(exist_ok=True)  # as --adapter-dir: serve only these adapters, not the bundled ones
+        return [sys.executable, "-m", "switchboard.cli", "serve", "--model", args.model, "--dtype", args.dtype,
+                *flags, "--adapter-dir", str(tmp / "empty"), "--state-dir", str(tmp / "state"), *common,
+                "--max-batch-size", str(args.max_batch_size), "--max-resident-adapters", str(max(64, len(adapters))),
+                "--log-level", "warning"]  # fmt: skip
+    if target == "naive":
+        return [sys.executable, str(HERE / "naive_peft_server.py"), "--model", args.model, "--dtype", args.dtype,
+                *flags, *common]  # fmt: skip
+    model_dir = vllm_model_dir(args.model)
+    max_loras = min(len(adapters), args.max_batch_size)  # vLLM: most adapters in one batch
+    cmd = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+           "--served-model-name", "base", "--enable-lora", "--max-loras", str(max_loras), "--max-cpu-loras",
+           str(len(adapters)), "--max-lora-rank", "8", "--dtype", args.dtype, *common, "--max-model-len", "1024",
+           "--lora-modules", *(f"{name}={path}" for name, path in adapters.items())]  # fmt: skip
+    tokenizer_config = (model_dir / "tokenizer_config.json").read_text()
+    if not (model_dir / "chat_template.jinja").is_file() and "chat_template" not in tokenizer_config:
+        # vLLM's jinja knows {% generation %} (vllm/renderers/hf.py AssistantTracker): the template goes as is
+        cmd += ["--chat-template", str(TEMPLATE_DIR / "gemma.jinja")]
+    return cmd
+
+
+async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen[bytes], log: Path, target: str) -> str:
+    """Poll until the server answers; returns the model id of its base model."""
+    deadline = time.monotonic() + READY_DEADLINE_S[target]
+    path = "/v1/models" if target == "vllm" else "/ready"  # vLLM has no /ready; /v1/models answers once loaded
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{target} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            resp = await client.get(path, timeout=2.0)
+            if resp.status_code == 200:
+                return "base" if target == "vllm" else str(resp.json()["model"])
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{target} not ready after {READY_DEADLINE_S[target]:.0f}s:\n{log.read_text()[-3000:]}")
+
+
+async def drive_target(
+    target: str, args: argparse.Namespace, keys: list[str], traces: dict[str, list[TraceRequest]],
+    all_scenarios: dict[str, Scenario], port: int, proc: subprocess.Popen[bytes], log: Path,
+) -> list[Run]:  # fmt: skip
+    width = max(args.concurrency, args.max_in_flight) + 4
+    limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
+    base_url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=args.max_run_s + 60, limits=limits) as client:
+        started = time.perf_counter()
+        server = Target(target, base_url, await wait_ready(client, proc, log, target))
+        used = [*pools_used(all_scenarios[k].spec.pool for k in keys), BASE]
+        await warm_up(client, server, used)
+        print(f"{target}: ready and warm in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        runs = []
+        for repeat in range(args.repeats):
+            for key in keys:
+                trace = traces[key][: args.naive_requests] if target == "naive" else traces[key]
+                if all_scenarios[key].loop == "open":
+                    wall, outcomes = await open_loop(client, server, trace, args.max_in_flight, args.max_run_s)
+                else:
+                    wall, outcomes = await closed_loop(client, server, trace, args.concurrency, args.max_run_s)
+                run = Run(target, key, repeat, wall, outcomes)
+                counts = ", ".join(f"{run.count(s)} {s}" for s in ("failed", "cancelled", "not_sent") if run.count(s))
+                print(f"  {target} {key} #{repeat + 1}: {run.tokens_per_s:7.1f} tok/s, {run.requests_per_s:5.2f} req/s"
+                      f" in {wall:5.1f}s{', ' + counts if counts else ''}", file=sys.stderr)  # fmt: skip
+                runs.append(run)
+        if any(r.count("failed") or r.count("cancelled") for r in runs):  # the server's side of the story
+            print(f"{target} log, last lines:\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+        return runs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--quick", action="store_true", help="CI smoke run: small defaults, a minute or two with server starts")
+    add("--model", default="gemma3-270m", help="base model (embedded name or HF dir)")
+    add("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    add("--targets", default="switchboard,naive,vllm", help="comma-separated: switchboard, naive, vllm")
+    add("--vllm-python", default=os.environ.get("SWITCHBOARD_VLLM_PYTHON"), help="Python with vLLM (vllm target)")
+    add("--adapters", help=f"adapter counts of the adapters-N sweep (default {FULL['adapters']})")
+    add("--alpha", type=float, default=1.0, help="power-law exponent of adapter popularity")
+    add("--cv", type=float, default=1.0, help="coefficient of variation of inter-arrival gaps (1 = Poisson)")
+    add("--rates", help=f"request rates (req/s) of the open-loop sweep (default {FULL['rates']})")
+    add("--rate-adapters", type=int, help=f"adapters in the rate sweep (default {FULL['rate_adapters']})")
+    add("--duration", type=float, help=f"seconds of arrivals per rate (default {FULL['duration']:g})")
+    add("--requests", type=int, help=f"requests per closed-loop run (default {FULL['requests']})")
+    add("--max-requests", type=int, default=2000, help="hard cap on requests per run")
+    add("--concurrency", type=int, help=f"closed-loop clients (default {FULL['concurrency']})")
+    add("--max-in-flight", type=int, help=f"open-loop cap on requests in flight (default {FULL['max_in_flight']})")
+    add("--naive-requests", type=int, help=f"naive PEFT: first requests of mixed-3 (default {FULL['naive_requests']})")
+    add("--prompt-mean", type=float, default=85.0, help="mean prompt tokens before clipping (LMSYS-like)")
+    add("--prompt-sigma", type=float, default=1.0, help="log-space spread of prompt tokens")
+    add("--output-mean", type=float, default=165.0, help="mean output tokens before clipping (LMSYS-like)")
+    add("--output-sigma", type=float, default=0.8, help="log-space spread of output tokens")
+    add("--max-prompt-tokens", type=int, help=f"clip prompts (default {FULL['max_prompt_tokens']})")
+    add("--max-output-tokens", type=int, help=f"clip outputs (default {FULL['max_output_tokens']})")
+    add("--max-batch-size", type=int, default=32, help="Switchboard --max-batch-size; vLLM --max-loras cap")
+    add("--repeats", type=int, help=f"repeats per scenario, medians reported (default {FULL['repeats']})")
+    add("--max-run-s", type=float, help=f"wall-time cap per run (default {FULL['max_run_s']:g})")
+    add("--seed", type=int, default=0, help="trace seed: same seed, same trace")
+    add("--adapter-cache", help="keep the generated adapters here and reuse them (default: a temp dir)")
+    add("--out-dir", default=str(bb.RESULTS_DIR), help="where the JSON, markdown and PNGs go")
+    add("--no-plots", action="store_true", help="skip the PNG plots")
+    args = parser.parse_args(argv)
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.adapters = [int(n) for n in str(args.adapters).split(",")]
+    args.rates = [float(r) for r in str(args.rates).split(",") if r]
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if unknown := set(args.targets) - set(READY_DEADLINE_S):
+        parser.error(f"unknown targets {sorted(unknown)}; expected some of {', '.join(READY_DEADLINE_S)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, bb.stop_on_sigterm)
+    notes = []
+    if "vllm" in args.targets and not args.vllm_python:
+        notes.append("vLLM skipped: no --vllm-python (or SWITCHBOARD_VLLM_PYTHON) given")
+        args.targets.remove("vllm")
+    all_scenarios = scenarios(args)
+    targets = plan(args, all_scenarios)
+    traces = {key: make_trace(s.spec) for key, s in all_scenarios.items()}
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    load_before, runs, commands = os.getloadavg(), [], {}
+    with tempfile.TemporaryDirectory(prefix="switchboard-loadgen-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        dirs = adapter_dirs(args, pools_used(s.spec.pool for s in all_scenarios.values()), tmp)
+        for target, keys in targets.items():
+            mine = {name: dirs[name] for name in pools_used(all_scenarios[k].spec.pool for k in keys)}
+            port = bb.free_port()
+            cmd = server_command(target, args, mine, port, tmp)
+            commands[target] = shlex.join(cmd)
+            env = (
+                {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if target == "vllm" else {}
+            )
+            log = tmp / f"{target}.log"
+            with bb.server(cmd, log, env) as proc:
+                runs += asyncio.run(drive_target(target, args, keys, traces, all_scenarios, port, proc, log))
+    summary = report.summarize(runs)
+    ratio_rows = report.ratios(summary, args.adapters, args.concurrency)
+    names = ("quick", "model", "dtype", "requests", "concurrency", "naive_requests", "repeats", "max_in_flight",
+             "max_batch_size", "max_run_s", "targets")  # fmt: skip
+    setting = {
+        **{k: getattr(args, k) for k in names},
+        "duration_s": args.duration,
+        "workload": {
+            k: getattr(args, k)
+            for k in (
+                "alpha",
+                "cv",
+                "seed",
+                "prompt_mean",
+                "prompt_sigma",
+                "output_mean",
+                "output_sigma",
+                "max_prompt_tokens",
+                "max_output_tokens",
+            )
+        },  # fmt: skip
+        "scenarios": {k: s.title for k, s in all_scenarios.items()},
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": bb.cpu_model(),
+        "cores": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),  # inherited by the servers
+        "loadavg_before_after": (load_before, os.getloadavg()),  # other work on the machine skews the figures
+        "command": shlex.join(["python", *(sys.argv if argv is None else [sys.argv[0], *argv])]),
+        "server_commands": commands,
+        "commit": bb.git_commit(),
+        "notes": notes,
+    }
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = "loadgen-quick" if args.quick else "loadgen"
+    plots = [] if args.no_plots else report.plot(summary, setting, out_dir, prefix)
+    text = report.markdown(setting, summary, ratio_rows, plots)
+    print(text)
+    (out_dir / f"{prefix}.md").write_text(text)
+    result = {"setting": setting, "summary": summary, "ratios": ratio_rows,
+              "traces": {k: {"spec": repr(s.spec), "requests": [r.row() for r in traces[k]]}
+                         for k, s in all_scenarios.items()},
+              "runs": [{"target": r.target, "scenario": r.scenario, "repeat": r.repeat, "wall_s": r.wall_s,
+                        "tok_s": r.tokens_per_s, "outcomes": [o.row() for o in r.outcomes]} for r in runs]}  # fmt: skip
+    out = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    print(f"wrote {out}, {prefix}.md and {len(plots)} plot(s) in {out_dir}", file=sys.stderr)
+    failed = sum(s["failed"] for s in summary.values())
+    for key, s in summary.items():
+        for error in s["errors"]:
+            print(f"{key}: {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the servers were already stopped on the way out
+        sys.exit(130)

@@ -1,0 +1,190 @@
+"""The driver of `loadgen.py`: replays a trace against an OpenAI-compatible server with streaming chat requests.
+
+Open loop: each request is sent at its arrival offset whatever the server is doing, at most `max_in_flight` at once
+(later arrivals wait for a free slot; their TTFT and latency count from the arrival, so the wait shows). Closed
+loop: `concurrency` clients, each sending its next request of the trace as soon as its previous one is done. Both
+stop at `max_run_s`: requests still streaming then are cancelled (the connection closed, so the server aborts them)
+and counted as cancelled, requests not yet sent as not sent; neither counts as a failure or as throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+from loadgen_workload import BASE, TraceRequest
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under test: where it listens and which model id reaches its bare base model."""
+
+    name: str
+    base_url: str
+    base_model: str
+
+    def request(self, req: TraceRequest) -> tuple[dict[str, Any], dict[str, str]]:
+        body = {
+            "model": self.base_model if req.adapter == BASE else req.adapter,
+            "messages": [{"role": "user", "content": req.prompt}],
+            "max_tokens": req.output_tokens,
+            "temperature": 0,
+            "ignore_eos": True,  # vLLM extension, accepted by Switchboard and the naive server: exact output length
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        return body, ({"X-Adapter": BASE} if req.adapter == BASE else {})  # Switchboard: base even with routes
+
+
+@dataclass
+class Outcome:
+    """One request of a run; times in seconds."""
+
+    index: int
+    adapter: str
+    expected_tokens: int
+    status: str = "not_sent"  # → running → ok | failed | cancelled (still running at the deadline)
+    queued_s: float = 0.0  # open loop: sent − arrival (waiting for a free slot)
+    ttft_s: float | None = None  # from the arrival (open) or the send (closed) to the first content chunk
+    latency_s: float | None = None  # same origin, to `data: [DONE]`
+    end_s: float | None = None  # offset from the run's start when it ended
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    itl_s: list[float] = field(default_factory=list)  # gaps between content chunks
+    error: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        out = asdict(self)
+        gaps = out.pop("itl_s")
+        out["itl_mean_s"] = sum(gaps) / len(gaps) if gaps else None
+        return out
+
+
+@dataclass
+class Run:
+    target: str
+    scenario: str
+    repeat: int
+    wall_s: float  # start → last request ended, or the deadline if it cut requests
+    outcomes: list[Outcome]
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return sum(o.completion_tokens for o in self.outcomes if o.status == "ok") / self.wall_s
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.count("ok") / self.wall_s
+
+
+async def stream_one(client: httpx.AsyncClient, target: Target, req: TraceRequest, out: Outcome, t0: float) -> None:
+    """Send `req` and read its SSE stream into `out`. TTFT and latency count from the send minus `out.queued_s`:
+    the arrival in the open loop, the send in the closed loop. `t0` is the run's start (for `end_s`)."""
+    body, headers = target.request(req)
+    sent = time.perf_counter()
+    origin = sent - out.queued_s
+    out.status = "running"
+    done = False  # a complete stream ends with `data: [DONE]`
+    last: float | None = None
+    try:
+        async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as resp:
+            if resp.status_code != 200:
+                out.error = f"HTTP {resp.status_code}: {(await resp.aread()).decode(errors='replace')[:200]}"
+            else:
+                async for line in resp.aiter_lines():
+                    if line == "data: [DONE]":
+                        done = True
+                    if not line.startswith("data: ") or done:
+                        continue
+                    chunk = json.loads(line[6:])
+                    if "error" in chunk:
+                        out.error = str(chunk["error"].get("message"))[:200]
+                    elif chunk.get("usage"):
+                        out.prompt_tokens = chunk["usage"]["prompt_tokens"]
+                        out.completion_tokens = chunk["usage"]["completion_tokens"]
+                    if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
+                        now = time.perf_counter()
+                        if last is None:
+                            out.ttft_s = now - origin
+                        else:
+                            out.itl_s.append(now - last)
+                        last = now
+    except httpx.HTTPError as exc:
+        out.error = f"{type(exc).__name__}: {exc}"[:200]
+    now = time.perf_counter()
+    out.latency_s, out.end_s = now - origin, now - t0
+    if out.error is None and not done:
+        out.error = "stream ended without data: [DONE]"
+    if out.error is None and out.completion_tokens != req.output_tokens:
+        out.error = f"got {out.completion_tokens} output tokens, expected {req.output_tokens}"
+    out.status = "failed" if out.error else "ok"
+
+
+async def _bounded(tasks: list[asyncio.Task[None]], outcomes: list[Outcome], max_run_s: float, t0: float) -> float:
+    """Wait for the tasks until the deadline; cancel the rest. Returns the run's wall time."""
+    _, pending = await asyncio.wait(tasks, timeout=max_run_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for out in outcomes:
+        if out.status == "running":
+            out.status = "cancelled"
+    if pending:
+        return max_run_s
+    ends = [o.end_s for o in outcomes if o.end_s is not None]
+    return max(ends) if ends else time.perf_counter() - t0
+
+
+async def open_loop(
+    client: httpx.AsyncClient, target: Target, trace: list[TraceRequest], max_in_flight: int, max_run_s: float
+) -> tuple[float, list[Outcome]]:
+    outcomes = [Outcome(r.index, r.adapter, r.output_tokens) for r in trace]
+    slots = asyncio.Semaphore(max_in_flight)
+    t0 = time.perf_counter()
+
+    async def one(req: TraceRequest, out: Outcome) -> None:
+        await asyncio.sleep(max(0.0, t0 + req.arrival_s - time.perf_counter()))
+        async with slots:
+            out.queued_s = max(0.0, time.perf_counter() - t0 - req.arrival_s)
+            await stream_one(client, target, req, out, t0)
+
+    tasks = [asyncio.create_task(one(r, o)) for r, o in zip(trace, outcomes, strict=True)]
+    return await _bounded(tasks, outcomes, max_run_s, t0), outcomes
+
+
+async def closed_loop(
+    client: httpx.AsyncClient, target: Target, trace: list[TraceRequest], concurrency: int, max_run_s: float
+) -> tuple[float, list[Outcome]]:
+    outcomes = [Outcome(r.index, r.adapter, r.output_tokens) for r in trace]
+    jobs = iter(range(len(trace)))  # shared by the clients: each takes the next request when it is free
+    t0 = time.perf_counter()
+
+    async def client_loop() -> None:
+        for i in jobs:
+            await stream_one(client, target, trace[i], outcomes[i], t0)
+
+    tasks = [asyncio.create_task(client_loop()) for _ in range(concurrency)]
+    return await _bounded(tasks, outcomes, max_run_s, t0), outcomes
+
+
+async def warm_up(client: httpx.AsyncClient, target: Target, adapters: list[str], parallel: int = 8) -> None:
+    """One short request per adapter (and the base), before any timing; raises if one fails."""
+    slots = asyncio.Semaphore(parallel)
+
+    async def one(i: int, adapter: str) -> Outcome:
+        req = TraceRequest(i, 0.0, adapter, 12, 2, "say hello")
+        out = Outcome(i, adapter, 2)
+        async with slots:
+            await stream_one(client, target, req, out, time.perf_counter())
+        return out
+
+    for out in await asyncio.gather(*(one(i, a) for i, a in enumerate(adapters))):
+        if out.error:
+            raise RuntimeError(f"warm-up on {target.name} adapter {out.adapter} failed: {out.error}")

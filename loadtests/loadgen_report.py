@@ -1,0 +1,180 @@
+"""Summaries, ratios, the markdown report and the PNG plots of `loadgen.py`."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import bench_batching as bb  # pct: nearest-rank percentile
+from loadgen_driver import Run
+
+PERCENTILES = (50, 95, 99)
+TARGET_TITLES = {"switchboard": "Switchboard", "naive": "naive PEFT", "vllm": "vLLM"}
+
+
+def _pcts(values: list[float], scale: float = 1.0) -> list[float]:
+    return [bb.pct(values, p) * scale for p in PERCENTILES]
+
+
+def summarize(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """Per `target/scenario`: median throughput over the repeats, latency percentiles over all their requests."""
+    out: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys(f"{r.target}/{r.scenario}" for r in runs):
+        mine = [r for r in runs if f"{r.target}/{r.scenario}" == key]
+        ok = [o for r in mine for o in r.outcomes if o.status == "ok"]
+        everything = [o for r in mine for o in r.outcomes]
+        out[key] = {
+            "target": mine[0].target,
+            "scenario": mine[0].scenario,
+            "tok_s": statistics.median(r.tokens_per_s for r in mine),
+            "tok_s_runs": [round(r.tokens_per_s, 2) for r in mine],
+            "req_s": statistics.median(r.requests_per_s for r in mine),
+            "ttft_ms": _pcts([o.ttft_s for o in ok if o.ttft_s is not None], 1000),
+            "itl_ms": _pcts([gap for o in ok for gap in o.itl_s], 1000),
+            "latency_s": _pcts([o.latency_s for o in ok if o.latency_s is not None]),
+            "requests": len(everything),
+            **{status: sum(o.status == status for o in everything) for status in ("ok", "failed", "cancelled")},
+            "not_sent": sum(o.status == "not_sent" for o in everything),
+            "prompt_tokens_mean": statistics.fmean(o.prompt_tokens for o in ok) if ok else math.nan,
+            "output_tokens_mean": statistics.fmean(o.completion_tokens for o in ok) if ok else math.nan,
+            "errors": sorted({o.error for o in everything if o.error})[:5],
+        }
+    return out
+
+
+def ratios(summary: dict[str, dict[str, Any]], adapters: list[int], concurrency: int) -> list[dict[str, Any]]:
+    """The headline ratios of output tok/s; nan where a side was not run."""
+
+    def tok_s(key: str) -> float:
+        return float(summary[key]["tok_s"]) if key in summary else math.nan
+
+    top = max(adapters) if adapters else 0
+    sb_one, sb_mixed = "switchboard/adapters-1", "switchboard/mixed-3"
+    rows = [
+        ("Switchboard: mixed-3 / one adapter", sb_mixed, sb_one),
+        (f"Switchboard: {top} adapters (power law) / one adapter", f"switchboard/adapters-{top}", sb_one),
+        (f"Switchboard / naive PEFT, mixed-3, {concurrency} concurrent clients", sb_mixed, "naive/mixed-3"),
+        ("Switchboard / vLLM, mixed-3", sb_mixed, "vllm/mixed-3"),
+        ("Switchboard / vLLM, one adapter", sb_one, "vllm/adapters-1"),
+        ("vLLM: mixed-3 / one adapter", "vllm/mixed-3", "vllm/adapters-1"),
+    ]
+    out = []
+    for title, top_key, bottom_key in rows:
+        den = tok_s(bottom_key)
+        value = tok_s(top_key) / den if den else math.nan
+        out.append({"ratio": title, "value": value, "numerator": top_key, "denominator": bottom_key})
+    return out
+
+
+def _fmt(values: list[float], digits: int = 0) -> str:
+    return " / ".join("–" if math.isnan(v) else f"{v:.{digits}f}" for v in values)
+
+
+def markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]], ratio_rows: list[dict[str, Any]],
+             plots: list[str]) -> str:  # fmt: skip
+    lines = [
+        f"### S-LoRA-style load test ({setting['date']}{', quick' if setting['quick'] else ''})",
+        "",
+        "| ratio of output tok/s (medians) | value |",
+        "|---|---|",
+        *(f"| {r['ratio']} | {_fmt([r['value']], 2).replace('–', 'n/a')} |" for r in ratio_rows),
+        "",
+        f"| target | scenario | output tok/s (median of {setting['repeats']}) | per repeat | req/s "
+        "| TTFT p50/p95/p99 (ms) | ITL p50/p95/p99 (ms) | latency p50/p95/p99 (s) | ok / failed / cancelled |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary.values():
+        lines.append(
+            f"| {TARGET_TITLES[s['target']]} | {setting['scenarios'][s['scenario']]} | {s['tok_s']:.1f} "
+            f"| {', '.join(f'{v:.1f}' for v in s['tok_s_runs'])} | {s['req_s']:.2f} | {_fmt(s['ttft_ms'])} "
+            f"| {_fmt(s['itl_ms'])} | {_fmt(s['latency_s'], 2)} | {s['ok']} / {s['failed']} / {s['cancelled']} |"
+        )
+    w = setting["workload"]
+    lines += [
+        "",
+        f"Setting: {setting['cpu']}, {setting['cores']} cores shared by client and servers (one server at a time); "
+        f"model {setting['model']}, {setting['dtype']}; LoRA adapters r=8 on q/k/v/o with distinct random weights; "
+        f"prompt tokens log-normal (mean {w['prompt_mean']:g}, σ {w['prompt_sigma']:g}) clipped to "
+        f"≤ {w['max_prompt_tokens']}, output tokens log-normal (mean {w['output_mean']:g}, σ {w['output_sigma']:g}) "
+        f"clipped to ≤ {w['max_output_tokens']}, ignore_eos, temperature 0; closed loop: {setting['concurrency']} "
+        f"streaming clients, {setting['requests']} requests (naive PEFT: the first {setting['naive_requests']}); "
+        f"open loop (rate-*): Gamma arrivals with cv {w['cv']:g} for {setting['duration_s']:g} s, at most "
+        f"{setting['max_in_flight']} in flight; power law alpha {w['alpha']:g}; seed {w['seed']}; "
+        f"{setting['repeats']} repeat(s), scenarios of one server interleaved; each run capped at "
+        f"{setting['max_run_s']:g} s; load average {setting['loadavg_before_after'][0][0]:.2f} before, "
+        f"{setting['loadavg_before_after'][1][0]:.2f} after; commit {setting['commit']}.",
+        "",
+        f"Command: `{setting['command']}`",
+    ]
+    if setting.get("notes"):
+        lines += ["", *(f"Note: {note}" for note in setting["notes"])]
+    lines += ["", *(f"![{Path(p).stem}]({Path(p).name})" for p in plots)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict[str, dict[str, Any]], setting: dict[str, Any], out_dir: Path, prefix: str) -> list[str]:
+    """Throughput vs adapters and throughput/latency vs request rate, as PNGs; [] without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import ScalarFormatter
+    except ImportError:
+        print("matplotlib is not installed (pip install '.[bench]'): no plots", file=sys.stderr)
+        return []
+    written = []
+    by_target: dict[str, list[dict[str, Any]]] = {}
+    for s in summary.values():
+        by_target.setdefault(s["target"], []).append(s)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for target, rows in by_target.items():
+        points = sorted((int(s["scenario"].split("-")[1]), s["tok_s"]) for s in rows
+                        if s["scenario"].startswith("adapters-"))  # fmt: skip
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=TARGET_TITLES[target])
+        for s in rows:
+            if s["scenario"] == "mixed-3":
+                ax.axhline(s["tok_s"], linestyle=":", color="gray")
+                ax.annotate(f"{TARGET_TITLES[target]} mixed-3", (1, s["tok_s"]), fontsize=7, va="bottom")
+    ax.set(xscale="log", xlabel="adapters in the workload (power law)", ylabel="output tokens/s",
+           title=f"Throughput vs adapters, {setting['concurrency']} concurrent clients")  # fmt: skip
+    ax.set_xticks([int(s["scenario"].split("-")[1]) for s in summary.values() if s["scenario"].startswith("adapters-")])
+    ax.get_xaxis().set_major_formatter(ScalarFormatter())
+    ax.minorticks_off()
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    written.append(_save(fig, out_dir / f"{prefix}-adapters.png"))
+    rates = sorted((float(s["scenario"].split("-", 1)[1]), s) for s in summary.values()
+                   if s["scenario"].startswith("rate-") and s["target"] == "switchboard")  # fmt: skip
+    if rates:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        xs = [r for r, _ in rates]
+        left.plot(xs, [s["tok_s"] for _, s in rates], marker="o", label="measured")
+        offered = [r * s["output_tokens_mean"] for r, s in rates]  # what the arrivals ask for
+        left.plot(xs, offered, linestyle="--", color="gray", label="offered (rate × mean output)")
+        left.legend()
+        left.set(xlabel="request rate (req/s)", ylabel="output tokens/s", title="Switchboard throughput vs rate")
+        left.set_ylim(bottom=0)
+        for i, (p, style) in enumerate(zip(PERCENTILES[:2], ("-", ":"), strict=True)):
+            ttft = [s["ttft_ms"][i] / 1000 for _, s in rates]
+            right.plot(xs, ttft, marker="o", color="C0", linestyle=style, label=f"TTFT p{p}")
+            right.plot(xs, [s["latency_s"][i] for _, s in rates], marker="s", color="C1", linestyle=style,
+                       label=f"latency p{p}")  # fmt: skip
+        right.set(xlabel="request rate (req/s)", ylabel="seconds", title="Switchboard latency vs rate")
+        right.set_ylim(bottom=0)
+        right.legend()
+        written.append(_save(fig, out_dir / f"{prefix}-rate.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return str(path)
