@@ -141,6 +141,7 @@ async def test_the_open_loop_sends_each_request_at_its_arrival():
     assert wall == pytest.approx(max(ends)) and wall >= trace[-1].arrival_s
 
 
+@pytest.mark.loadtest
 def test_quick_mode_runs_against_switchboard_and_the_naive_server(tiny_model_dir: Path, tmp_path: Path):
     """The CI smoke run: completes with no failed request. Timing is not asserted (shared 2-core machines)."""
     cmd = [sys.executable, str(REPO / "loadtests" / "loadgen.py"), "--quick", "--model", str(tiny_model_dir)]
@@ -198,6 +199,7 @@ def _stream_text(client: openai.OpenAI, model: str) -> tuple[str, int]:
     return text, completion_tokens
 
 
+@pytest.mark.loadtest
 def test_the_naive_server_answers_like_transformers(
     naive_server: str, tiny_model_dir: Path, tiny_adapters: dict[str, Path]
 ):
