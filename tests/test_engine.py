@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from switchboard.engine.base import GenerationRequest, SamplingParams
 from switchboard.engine.hf import HFEngine
 from switchboard.errors import AdapterIncompatible, Overloaded
@@ -192,3 +193,24 @@ async def test_non_plain_lora_config_goes_through_peft(
     scaled = (await run(engine, "scaled", PROMPTS[1], "patterned", greedy(12)))[0]
     assert plain != scaled
     await engine.remove_adapter("patterned")
+
+
+async def test_greedy_tokens_equal_transformers_generate(engine: HFEngine, tiny_adapters: dict[str, Path]):
+    # batched-vs-alone equality cannot see an error both share (a position id off by one, say);
+    # transformers' own generate() is the reference for the base and for a PEFT adapter
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(engine.model_dir, dtype=torch.float32).eval()
+    with_adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(engine.model_dir, dtype=torch.float32).eval(), str(tiny_adapters["beta"])
+    ).eval()
+    for name, model in ((None, reference), ("beta", with_adapter)):
+        for i, prompt in enumerate(PROMPTS):
+            with torch.inference_mode():
+                out = model.generate(
+                    torch.tensor([prompt]), max_new_tokens=24, do_sample=False, min_new_tokens=24, pad_token_id=0
+                )
+            expected = out[0, len(prompt) :].tolist()
+            got = (await run(engine, f"ref-{name}-{i}", prompt, name, greedy(24, ignore_eos=True)))[0]
+            assert got == expected, (name, i)

@@ -314,7 +314,8 @@ class HFEngine:
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         cache = DynamicCache()
         logits = self._forward(ids, mask, positions, cache, [r.adapter_name for r in rows])
-        batch = Batch(rows, cache, mask, positions[:, -1] + 1, torch.zeros(len(rows), dtype=torch.long))
+        # the Batch holds the position of the token fed next; _emit's advance() moves it past the prompt
+        batch = Batch(rows, cache, mask, positions[:, -1], torch.zeros(len(rows), dtype=torch.long))
         return self._emit(batch, logits)
 
     def _step(self, batch: Batch) -> Batch | None:
