@@ -12,7 +12,9 @@ clipped for a CPU, ignore_eos) and replays them with streaming chat requests fro
 - naive: `loadtests/naive_peft_server.py` (one PeftModel, one request at a time), on the first --naive-requests
   requests of mixed-3 with the same clients;
 - vllm: vLLM's OpenAI server with --enable-lora, on adapters-1 and mixed-3, when --vllm-python (or the env var
-  SWITCHBOARD_VLLM_PYTHON) names a Python with vLLM; skipped with a note otherwise.
+  SWITCHBOARD_VLLM_PYTHON) names a Python with vLLM; skipped with a note otherwise;
+- switchboard-vllm: `switchboard serve --engine vllm` run by that Python (Switchboard installed in it, as
+  `make test-vllm` does), same vLLM settings, on adapters-1 and mixed-3: vLLM with Switchboard's control plane.
 Each run is capped at --max-run-s: requests still running then are cancelled and counted apart, not as failures.
 Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99 and failures per scenario, the ratios (mixed-3 / one
 adapter, N adapters / one adapter, Switchboard / naive PEFT, Switchboard / vLLM), a markdown file and PNG plots in
@@ -56,7 +58,7 @@ QUICK = {"adapters": "1,4", "rates": "2", "rate_adapters": 4, "duration": 3.0, "
 FULL = {"adapters": "1,4,16,64", "rates": "0.5,1,1.5,2,2.5", "rate_adapters": 16, "duration": 45.0, "requests": 96,
         "concurrency": 16, "naive_requests": 16, "max_prompt_tokens": 256, "max_output_tokens": 128, "repeats": 3,
         "max_run_s": 300.0, "max_in_flight": 64}  # fmt: skip
-READY_DEADLINE_S = {"switchboard": 300.0, "naive": 300.0, "vllm": 600.0}
+READY_DEADLINE_S = {"switchboard": 300.0, "naive": 300.0, "vllm": 600.0, "switchboard-vllm": 600.0}
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
 
 def plan(args: argparse.Namespace, all_scenarios: dict[str, Scenario]) -> dict[str, list[str]]:
     """target -> scenario keys it runs, in order."""
-    out = {"switchboard": list(all_scenarios), "naive": ["mixed-3"], "vllm": ["adapters-1", "mixed-3"]}
+    out = {"switchboard": list(all_scenarios), "naive": ["mixed-3"], "vllm": ["adapters-1", "mixed-3"],
+           "switchboard-vllm": ["adapters-1", "mixed-3"]}  # fmt: skip
     return {target: keys for target, keys in out.items() if target in args.targets}
 
 
@@ -135,8 +138,15 @@ def server_command(target: str, args: argparse.Namespace, adapters: dict[str, Pa
     if target == "naive":
         return [sys.executable, str(HERE / "naive_peft_server.py"), "--model", args.model, "--dtype", args.dtype,
                 *flags, *common]  # fmt: skip
-    model_dir = vllm_model_dir(args.model)
     max_loras = min(len(adapters), args.max_batch_size)  # vLLM: most adapters in one batch
+    if target == "switchboard-vllm":  # Switchboard's control plane on vLLM's engine, same vLLM settings
+        (tmp / "empty").mkdir(exist_ok=True)
+        return [args.vllm_python, "-m", "switchboard.cli", "serve", "--engine", "vllm", "--model", args.model,
+                "--dtype", args.dtype, *flags, "--adapter-dir", str(tmp / "empty"), "--state-dir",
+                str(tmp / "state-vllm"), *common, "--max-batch-size", str(args.max_batch_size),
+                "--max-resident-adapters", str(len(adapters)), "--max-loras", str(max_loras), "--max-lora-rank", "8",
+                "--max-model-len", "1024", "--log-level", "warning"]  # fmt: skip
+    model_dir = vllm_model_dir(args.model)
     cmd = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", "base", "--enable-lora", "--max-loras", str(max_loras), "--max-cpu-loras",
            str(len(adapters)), "--max-lora-rank", "8", "--dtype", args.dtype, *common, "--max-model-len", "1024",
@@ -202,7 +212,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--quick", action="store_true", help="CI smoke run: small defaults, a minute or two with server starts")
     add("--model", default="gemma3-270m", help="base model (embedded name or HF dir)")
     add("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    add("--targets", default="switchboard,naive,vllm", help="comma-separated: switchboard, naive, vllm")
+    add("--targets", default="switchboard,naive,vllm,switchboard-vllm",
+        help="comma-separated: switchboard, naive, vllm, switchboard-vllm (Switchboard's vllm engine)")  # fmt: skip
     add("--vllm-python", default=os.environ.get("SWITCHBOARD_VLLM_PYTHON"), help="Python with vLLM (vllm target)")
     add("--adapters", help=f"adapter counts of the adapters-N sweep (default {FULL['adapters']})")
     add("--alpha", type=float, default=1.0, help="power-law exponent of adapter popularity")
@@ -244,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, bb.stop_on_sigterm)
     notes = []
-    if "vllm" in args.targets and not args.vllm_python:
-        notes.append("vLLM skipped: no --vllm-python (or SWITCHBOARD_VLLM_PYTHON) given")
-        args.targets.remove("vllm")
+    for target in ("vllm", "switchboard-vllm"):
+        if target in args.targets and not args.vllm_python:
+            notes.append(f"{target} skipped: no --vllm-python (or SWITCHBOARD_VLLM_PYTHON) given")
+            args.targets.remove(target)
     all_scenarios = scenarios(args)
     targets = plan(args, all_scenarios)
     traces = {key: make_trace(s.spec) for key, s in all_scenarios.items()}
@@ -264,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = server_command(target, args, mine, port, tmp)
             commands[target] = shlex.join(cmd)
             env = (
-                {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if target == "vllm" else {}
+                {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if "vllm" in target else {}
             )
             log = tmp / f"{target}.log"
             with bb.server(cmd, log, env) as proc:

@@ -12,7 +12,12 @@ import bench_batching as bb  # pct: nearest-rank percentile
 from loadgen_driver import Run
 
 PERCENTILES = (50, 95, 99)
-TARGET_TITLES = {"switchboard": "Switchboard", "naive": "naive PEFT", "vllm": "vLLM"}
+TARGET_TITLES = {
+    "switchboard": "Switchboard",
+    "naive": "naive PEFT",
+    "vllm": "vLLM",
+    "switchboard-vllm": "Switchboard --engine vllm",
+}
 
 
 def _pcts(values: list[float], scale: float = 1.0) -> list[float]:
@@ -60,11 +65,23 @@ def ratios(summary: dict[str, dict[str, Any]], adapters: list[int], concurrency:
         ("Switchboard / vLLM, mixed-3", sb_mixed, "vllm/mixed-3"),
         ("Switchboard / vLLM, one adapter", sb_one, "vllm/adapters-1"),
         ("vLLM: mixed-3 / one adapter", "vllm/mixed-3", "vllm/adapters-1"),
+        ("Switchboard --engine vllm / vLLM, mixed-3", "switchboard-vllm/mixed-3", "vllm/mixed-3"),
+        ("Switchboard --engine vllm / vLLM, one adapter", "switchboard-vllm/adapters-1", "vllm/adapters-1"),
     ]
     out = []
     for title, top_key, bottom_key in rows:
         den = tok_s(bottom_key)
         value = tok_s(top_key) / den if den else math.nan
+        out.append({"ratio": title, "value": value, "numerator": top_key, "denominator": bottom_key})
+
+    def ttft_p50(key: str) -> float:
+        return float(summary[key]["ttft_ms"][0]) if key in summary else math.nan
+
+    for scenario in ("mixed-3", "adapters-1"):  # latency too: the vllm engine should add nothing to vLLM's TTFT
+        top_key, bottom_key = f"switchboard-vllm/{scenario}", f"vllm/{scenario}"
+        den = ttft_p50(bottom_key)
+        value = ttft_p50(top_key) / den if den else math.nan
+        title = f"TTFT p50, Switchboard --engine vllm / vLLM, {scenario} (lower is better)"
         out.append({"ratio": title, "value": value, "numerator": top_key, "denominator": bottom_key})
     return out
 
