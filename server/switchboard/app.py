@@ -51,6 +51,8 @@ def static_adapters(settings: Settings) -> dict[str, Path]:
 
 
 def build_engine(settings: Settings) -> Any:
+    if settings.quantize != "none" and settings.engine != "hf":
+        raise ValueError(f"--quantize {settings.quantize} is an hf-engine option (got --engine {settings.engine})")
     from .models import resolve_model_dir
 
     model_dir = resolve_model_dir(settings.model, settings.cache_dir)
@@ -78,6 +80,7 @@ def build_engine(settings: Settings) -> Any:
         max_batch_size=settings.max_batch_size,
         max_queue=settings.max_queue,
         max_model_len=settings.max_model_len,
+        quantize=settings.quantize,
     )
 
 

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help=_field_help("model"))
     serve.add_argument("--engine", choices=["hf", "vllm"], help=_field_help("engine"))
     serve.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], help=_field_help("dtype"))
+    serve.add_argument("--quantize", choices=["none", "int8"], help=_field_help("quantize"))
     serve.add_argument(
         "--adapter", action="append", type=_parse_adapter, metavar="NAME=DIR", help=_field_help("adapters")
     )
@@ -110,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         "model": args.model,
         "engine": args.engine,
         "dtype": args.dtype,
+        "quantize": args.quantize,
         "adapters": dict(args.adapter) if args.adapter else None,
         "adapter_dir": args.adapter_dir,
         "adapter_roots": args.adapter_root,

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         default="auto", description="Weights dtype; auto is bfloat16 on CPU and GPU."
     )
+    quantize: Literal["none", "int8"] = Field(
+        default="none",
+        description="hf engine, CPU only: int8 base weights (per output channel; inputs per token) with the LoRA "
+        "adapters computed beside them, the rest in float32 under dtype auto; serves plain LoRA adapters on the "
+        "decoder projections only (docs/engine.md).",
+    )
     adapters: dict[str, Path] = Field(
         default_factory=dict, description="Static adapters, NAME -> PEFT dir (CLI: --adapter NAME=DIR)."
     )

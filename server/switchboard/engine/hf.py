@@ -27,6 +27,7 @@ from .base import GenerationOutput, GenerationRequest
 from .batch import Batch, Row
 from .detokenize import IncrementalDetokenizer
 from .lora_rows import MultiLoraModel, PreparedAdapter
+from .quant import quantize_int8, refusal
 from .sampling import RowSampler, sample
 
 logger = logging.getLogger(__name__)
@@ -57,11 +58,19 @@ class HFEngine:
         max_queue: int = 256,
         max_model_len: int = 4096,
         device: str | None = None,
+        quantize: str = "none",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.model_id = model_id
-        self.dtype = _pick_dtype(dtype)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if quantize not in ("none", "int8"):
+            raise ValueError(f"quantize must be 'none' or 'int8', got {quantize!r}")
+        self.quantize = quantize
+        # int8 runs on the CPU, the rest of the model in fp32 unless told otherwise (engine/quant.py)
+        int8 = quantize == "int8"
+        self.dtype = torch.float32 if int8 and dtype == "auto" else _pick_dtype(dtype)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and not int8 else "cpu"))
+        if int8 and self.device.type != "cpu":
+            raise ValueError(f"--quantize int8 runs on the CPU, got device {self.device}")
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self._max_model_len_cap = max_model_len
@@ -86,9 +95,12 @@ class HFEngine:
         """Load tokenizer and base model (blocking; call from a worker thread)."""
         started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype)
+        int8 = self.quantize == "int8"
+        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype="auto" if int8 else self.dtype)
         model.to(self.device).eval()
         model.requires_grad_(False)
+        if int8:
+            model = quantize_int8(model, self.dtype)
         self.model = model
         self.lora = MultiLoraModel(model, self.dtype, self.device)
         self.max_model_len = min(
@@ -100,9 +112,10 @@ class HFEngine:
             eos_ids.add(self.tokenizer.eos_token_id)
         self.stop_ids = frozenset(eos_ids)
         logger.info(
-            "loaded base model %s (%s, %s) in %.1fs",
+            "loaded base model %s (%s%s, %s) in %.1fs",
             self.model_id,
             self.dtype,
+            ", int8 base" if int8 else "",
             self.device,
             time.perf_counter() - started,
         )
@@ -149,6 +162,10 @@ class HFEngine:
     def _load_adapter(self, key: str, path: Path, prepared: PreparedAdapter | None = None) -> None:
         if key in self._adapters:
             raise AdapterIncompatible(f"adapter '{key}' is already loaded")
+        if prepared is None and self.quantize == "int8":  # PEFT's loader can't wrap the int8 base layers
+            prepared = self._prepare(key, path)
+            if prepared is None:
+                raise AdapterIncompatible(refusal(key, path))
         started = time.perf_counter()
         try:
             if prepared is not None:

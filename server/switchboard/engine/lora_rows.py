@@ -69,6 +69,8 @@ class MultiLoraModel:
         self._hooks: list[Any] = []
         self._layers: dict[str, Any] = {}  # module name -> LoRA Linear layer; replaced, never mutated
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        if hasattr(model, "peft_config"):  # LoRA layers wrapped up front (the int8 base): hook them now
+            self._rehook()
 
     @property
     def peft(self) -> bool:
