@@ -50,6 +50,30 @@ def read_heldout(path: Path, limit: int | None) -> list[list[dict[str, str]]]:
     return rows[:limit] if limit else rows
 
 
+def encode_dialogues(tokenizer: Any, rows: list[list[dict[str, str]]]) -> list[dict[str, list[int]]]:
+    """Token ids and assistant-token masks of whole dialogues (the chat template's generation markers)."""
+    return [
+        tokenizer.apply_chat_template(m, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        for m in rows
+    ]
+
+
+def assistant_loss(logits_of: Any, encoded: list[dict[str, list[int]]]) -> float:
+    """Mean cross-entropy per assistant token; `logits_of(ids [1, T])` gives the logits [1, T, vocab]."""
+    total, count = 0.0, 0
+    for e in encoded:
+        ids = torch.tensor([e["input_ids"]])
+        labels = torch.tensor([[t if k else -100 for t, k in zip(e["input_ids"], e["assistant_masks"], strict=True)]])
+        logits = logits_of(ids)[:, :-1].float()
+        target = labels[:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        total += float(loss)
+        count += int((target != -100).sum())
+    return total / max(count, 1)
+
+
 def reference_losses(
     model_dir: Path,
     adapters: dict[str, Path],
@@ -70,26 +94,12 @@ def reference_losses(
     out: dict[tuple[str, str], float] = {}
     with torch.inference_mode():
         for scenario, rows in dialogues.items():
-            encoded = [
-                tokenizer.apply_chat_template(m, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-                for m in rows
-            ]
+            encoded = encode_dialogues(tokenizer, rows)
             for variant in ["base", *names]:
-                total, count = 0.0, 0
-                for e in encoded:
-                    ids = torch.tensor([e["input_ids"]])
-                    labels = torch.tensor(
-                        [[t if k else -100 for t, k in zip(e["input_ids"], e["assistant_masks"], strict=True)]]
-                    )
-                    kwargs = {"adapter_names": ["__base__" if variant == "base" else variant]} if names else {}
-                    logits = model(input_ids=ids, **kwargs).logits[:, :-1].float()
-                    target = labels[:, 1:]
-                    loss = torch.nn.functional.cross_entropy(
-                        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
-                    )
-                    total += float(loss)
-                    count += int((target != -100).sum())
-                out[(variant, scenario)] = total / max(count, 1)
+                kwargs = {"adapter_names": ["__base__" if variant == "base" else variant]} if names else {}
+                out[(variant, scenario)] = assistant_loss(
+                    lambda ids, kw=kwargs: model(input_ids=ids, **kw).logits, encoded
+                )
     return out
 
 
