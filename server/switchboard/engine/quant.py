@@ -36,6 +36,7 @@ PLACEHOLDER = "__int8_base__"
 PASSES = 2
 _ROW_LEVELS = 127.0  # a row scaled to [-127, 127] quantizes to round(x) + 128, in [1, 255]
 _ROW_ZERO_POINT = 128
+_CHUNK_ROWS = 16384
 
 
 class Int8Linear(nn.Module):
@@ -54,12 +55,18 @@ class Int8Linear(nn.Module):
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.passes = passes
-        weight = linear.weight.detach().to(device="cpu", dtype=torch.float32)
-        scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+        weight = linear.weight.detach()
+        ints = torch.empty(weight.shape, dtype=torch.int8)
+        scales = torch.empty(self.out_features, dtype=torch.float64)
+        for start in range(0, self.out_features, _CHUNK_ROWS):  # no fp32 copy of a whole lm_head at once
+            rows = weight[start : start + _CHUNK_ROWS].to(device="cpu", dtype=torch.float32)
+            step = (rows.abs().amax(dim=1) / 127.0).clamp_(min=1e-12)
+            ints[start : start + _CHUNK_ROWS] = rows.div(step[:, None]).round_().to(torch.int8)
+            scales[start : start + _CHUNK_ROWS] = step
         zero_points = torch.zeros(self.out_features, dtype=torch.long)
         with warnings.catch_warnings():  # quantized tensors are deprecated, but fbgemm's packing takes one
             warnings.simplefilter("ignore")
-            qweight = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+            qweight = torch._make_per_channel_quantized_tensor(ints, scales, zero_points, 0)
             self._packed = torch.ops.quantized.linear_prepack(qweight, None)
         bias = None if linear.bias is None else linear.bias.detach().float().clone()
         self.register_buffer("bias", bias, persistent=False)
@@ -112,14 +119,10 @@ def quantize_int8(model: Any, dtype: torch.dtype = torch.float32) -> Any:
 
     if model.device.type != "cpu":
         raise ValueError(f"--quantize int8 runs on the CPU; the model is on {model.device}")
+    # quantize straight from the checkpoint's weights, then cast what is left: never a whole fp32 model
     embed = model.get_input_embeddings()
-    embed_dtype = embed.weight.dtype
     model.set_output_embeddings(Int8Linear(model.get_output_embeddings(), passes=PASSES))
     model.config.tie_word_embeddings = False  # the lm_head is int8 now; the embedding keeps its own table
-    model.to(dtype)
-    if embed_dtype != dtype and embed_dtype in (torch.bfloat16, torch.float16):
-        embed.to(embed_dtype)
-        embed.register_forward_hook(_cast_output(dtype))
     config = LoraConfig(r=1, lora_alpha=1, target_modules=list(TARGETS), lora_dropout=0.0)
     peft_model = get_peft_model(model, config, adapter_name=PLACEHOLDER)
     count = 0
@@ -127,6 +130,11 @@ def quantize_int8(model: Any, dtype: torch.dtype = torch.float32) -> Any:
         if isinstance(module, LoraLayer) and isinstance(module.base_layer, nn.Linear):
             module.base_layer = Int8Linear(module.base_layer, passes=PASSES)
             count += 1
+    for param in peft_model.parameters():  # parameters only: rotary frequencies stay fp32 buffers
+        if param is not embed.weight:
+            param.data = param.data.to(dtype)
+    if embed.weight.dtype != dtype:  # a bf16 table stays bf16; its rows are cast as they are looked up
+        embed.register_forward_hook(_cast_output(dtype))
     peft_model.eval()
     peft_model.requires_grad_(False)
     if not _has_vnni():
