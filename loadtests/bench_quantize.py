@@ -1,0 +1,268 @@
+"""CPU int8 base (`--quantize int8`) vs the bf16 base in the hf engine, side by side in one run.
+
+Three measures, all on the scenario adapters (adapters/pre-sales, after-sales, marketing) and their held-out
+dialogues (adapters/datasets/SCENARIO/heldout.jsonl):
+1. greedy agreement: the first `--prompts` held-out questions per scenario, answered greedily (up to
+   `--max-tokens`, stopping at EOS) with that scenario's adapter, int8 vs bf16: the share of positions that
+   agree before the first divergence (common prefix / longer answer), and the share of identical answers;
+2. held-out loss of each scenario adapter on its whole held-out set (trainer's `assistant_loss`), int8 vs bf16;
+3. speed: output tok/s (prefill included) for B concurrent requests (rows round-robin over the base and the
+   3 adapters, `--max-tokens` each with ignore_eos), int8 and bf16 interleaved per repeat, medians.
+`--fp32` adds the unquantized fp32 model to 1. and 2.: how far bf16 alone is from fp32 (the int8 base runs its
+non-int8 parts in fp32). Prints ratios; never asserts a speed. Usage: `python loadtests/bench_quantize.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "loadtests" / "results"
+SCENARIOS = ("pre-sales", "after-sales", "marketing")
+ROW_ADAPTERS = (None, *SCENARIOS)  # speed runs: request i uses ROW_ADAPTERS[i % 4]
+
+
+def build_engines(args: argparse.Namespace) -> dict[str, Any]:
+    from switchboard.engine.hf import HFEngine
+    from switchboard.models import resolve_model_dir
+
+    model_dir = resolve_model_dir(args.model, args.cache_dir)
+    kinds = {"bf16": {"dtype": "bfloat16"}, "int8": {"quantize": "int8"}}
+    if args.fp32:
+        kinds["fp32"] = {"dtype": "float32"}
+    engines = {}
+    for name, kw in kinds.items():
+        started, rss = time.perf_counter(), rss_mib()
+        engine = HFEngine(model_dir, model_id=name, max_batch_size=64, max_queue=10_000, **kw)
+        engine.load_model()
+        for scenario in SCENARIOS:
+            engine.add_adapter_sync(scenario, args.adapters_dir / scenario)
+        engine.load_s, engine.rss_mib = time.perf_counter() - started, rss_mib() - rss
+        print(f"loaded {name} in {engine.load_s:.1f}s, RSS +{engine.rss_mib:.0f} MiB", file=sys.stderr)
+        engines[name] = engine
+    return engines
+
+
+def rss_mib() -> float:
+    """Resident memory of this process (Linux; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def generate(engine: Any, rid: str, prompt: list[int], adapter: str | None, n: int, ignore_eos: bool):
+    from switchboard.engine.base import GenerationRequest, SamplingParams
+
+    params = SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=ignore_eos)
+    tokens: list[int] = []
+    async for out in engine.generate(GenerationRequest(rid, prompt, params, adapter)):
+        tokens += out.token_ids
+    return tokens
+
+
+def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+
+async def greedy_answers(engine: Any, prompts: list[tuple[str, list[int]]], n: int) -> list[list[int]]:
+    jobs = [generate(engine, f"agree-{i}", p, scenario, n, False) for i, (scenario, p) in enumerate(prompts)]
+    return list(await asyncio.gather(*jobs))
+
+
+def agreement(a: list[list[int]], b: list[list[int]]) -> dict[str, float]:
+    prefix = []
+    for x, y in zip(a, b, strict=True):
+        same = next((i for i, (u, v) in enumerate(zip(x, y, strict=False)) if u != v), min(len(x), len(y)))
+        prefix.append(same / max(len(x), len(y), 1))
+    return {
+        "prefix": statistics.mean(prefix),
+        "exact": statistics.mean(float(x == y) for x, y in zip(a, b, strict=True)),
+    }
+
+
+def of_scenario(prompts: list[tuple[str, list[int]]], answers: list[list[int]], scenario: str) -> list[list[int]]:
+    return [a for (s, _), a in zip(prompts, answers, strict=True) if s == scenario]
+
+
+def losses(engine: Any, encoded: dict[str, list]) -> tuple[dict[str, float], list[torch.Tensor]]:
+    """Held-out loss per scenario (its own adapter), and the argmax next token at each assistant position."""
+    from switchboard_trainer.evaluate import assistant_loss
+
+    peft_model = engine.lora.model
+    picks: list[torch.Tensor] = []
+
+    def logits_of(ids: torch.Tensor, adapter: str) -> torch.Tensor:
+        logits = peft_model(input_ids=ids, adapter_names=[adapter]).logits
+        picks.append(logits[0, :-1].argmax(dim=-1))
+        return logits
+
+    with torch.inference_mode():
+        loss = {s: assistant_loss(lambda ids, s=s: logits_of(ids, s), rows) for s, rows in encoded.items()}
+    # keep the positions whose next token is an assistant token, as the loss does
+    masks = [torch.tensor(e["assistant_masks"][1:], dtype=torch.bool) for rows in encoded.values() for e in rows]
+    return loss, [p[m] for p, m in zip(picks, masks, strict=True)]
+
+
+def next_token_agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """Teacher-forced: share of assistant positions where both models' most likely next token is the same."""
+    same = sum(int((x == y).sum()) for x, y in zip(a, b, strict=True))
+    return same / max(sum(len(x) for x in a), 1)
+
+
+async def speed(engines: dict[str, Any], prompts: list[list[int]], args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for batch in args.batch_sizes:
+        runs: dict[str, list[float]] = {"bf16": [], "int8": []}
+        for repeat in range(-1, args.repeats):  # repeat -1 warms each engine up at this batch size
+            for name in runs:
+                jobs = [
+                    generate(engines[name], f"{name}-{batch}-{repeat}-{i}", prompts[i % len(prompts)],
+                             ROW_ADAPTERS[i % len(ROW_ADAPTERS)], args.max_tokens, True)
+                    for i in range(batch)
+                ]  # fmt: skip
+                started = time.perf_counter()
+                tokens = sum(len(t) for t in await asyncio.gather(*jobs))
+                if repeat >= 0:
+                    runs[name].append(tokens / (time.perf_counter() - started))
+        med = {name: statistics.median(v) for name, v in runs.items()}
+        out[str(batch)] = {"runs": runs, "median": med, "ratio": med["int8"] / med["bf16"]}
+        ratio = med["int8"] / med["bf16"]
+        print(f"batch {batch}: int8 {med['int8']:.1f} tok/s, bf16 {med['bf16']:.1f}, int8/bf16 {ratio:.2f}")
+    return out
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    from switchboard_trainer.evaluate import encode_dialogues, read_heldout
+
+    engines = build_engines(args)
+    for engine in engines.values():
+        await engine.start()
+    try:
+        tokenizer = engines["bf16"].tokenizer
+        heldout = {s: read_heldout(args.datasets / s / "heldout.jsonl", None) for s in SCENARIOS}
+        prompts = [(s, prompt_ids(tokenizer, rows[:-1])) for s in SCENARIOS for rows in heldout[s][: args.prompts]]
+        started = time.perf_counter()
+        answers = {name: await greedy_answers(e, prompts, args.max_tokens) for name, e in engines.items()}
+        agree = {name: agreement(answers[name], answers["bf16"]) for name in engines if name != "bf16"}
+        by_scenario = {
+            s: agreement(*[of_scenario(prompts, answers[n], s) for n in ("int8", "bf16")]) for s in SCENARIOS
+        }
+        if "fp32" in engines:
+            agree["int8 vs fp32"] = agreement(answers["int8"], answers["fp32"])
+        for name, a in agree.items():
+            pair = name if " vs " in name else f"{name} vs bf16"
+            print(f"greedy agreement {pair}: prefix {a['prefix']:.3f}, exact {a['exact']:.3f}")
+        print(f"  (agreement took {time.perf_counter() - started:.0f}s)", file=sys.stderr)
+        loss_rows = args.loss_rows or None
+        encoded = {s: encode_dialogues(tokenizer, rows[:loss_rows]) for s, rows in heldout.items()}
+        scored = {name: losses(e, encoded) for name, e in engines.items()}
+        loss = {name: v[0] for name, v in scored.items()}
+        next_token = {n: next_token_agreement(scored[n][1], scored["bf16"][1]) for n in engines if n != "bf16"}
+        if "fp32" in engines:
+            next_token["int8 vs fp32"] = next_token_agreement(scored["int8"][1], scored["fp32"][1])
+        for name, value in next_token.items():
+            pair = name if " vs " in name else f"{name} vs bf16"
+            print(f"next-token agreement (teacher-forced, held-out answers) {pair}: {value:.3f}")
+        for s in SCENARIOS:
+            cells = ", ".join(f"{name} {loss[name][s]:.4f}" for name in engines)
+            print(f"held-out loss {s}: {cells}; int8 - bf16 = {loss['int8'][s] - loss['bf16'][s]:+.4f}")
+        speed_prompts = [p for _, p in prompts]
+        fast = await speed(engines, speed_prompts, args)
+    finally:
+        for engine in engines.values():
+            await engine.shutdown()
+    return {
+        "agreement": agree,
+        "agreement_by_scenario_int8": by_scenario,
+        "loss": loss,
+        "next_token_agreement": next_token,
+        "speed": fast,
+        "load": {n: {"seconds": e.load_s, "rss_growth_mib": e.rss_mib} for n, e in engines.items()},
+        "answer_tokens": {n: sum(len(a) for a in v) / len(v) for n, v in answers.items()},
+        "prompt_tokens": (min(len(p) for p in speed_prompts), max(len(p) for p in speed_prompts)),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gemma3-270m", help="base model (embedded name or HF dir)")
+    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "switchboard")
+    parser.add_argument("--adapters-dir", type=Path, default=REPO / "adapters", help="one adapter per scenario")
+    parser.add_argument("--datasets", type=Path, default=REPO / "adapters" / "datasets")
+    parser.add_argument("--prompts", type=int, help="held-out prompts per scenario for agreement (default 20)")
+    parser.add_argument("--loss-rows", type=int, help="held-out dialogues per scenario for the loss (default all)")
+    parser.add_argument("--max-tokens", type=int, help="greedy tokens per answer and per speed request (default 64)")
+    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], help="default 1,8,16")
+    parser.add_argument("--repeats", type=int, help="speed repeats per batch size, median reported (default 3)")
+    parser.add_argument("--fp32", action="store_true", help="also run the unquantized fp32 model as a reference")
+    parser.add_argument("--quick", action="store_true", help="CI smoke run: small defaults, about a minute")
+    args = parser.parse_args()
+    defaults = {"prompts": 2, "loss_rows": 2, "max_tokens": 8, "batch_sizes": [1, 4], "repeats": 1} if args.quick else {
+        "prompts": 20, "loss_rows": 0, "max_tokens": 64, "batch_sizes": [1, 8, 16], "repeats": 3
+    }  # fmt: skip
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    load_before = os.getloadavg()
+    result = asyncio.run(bench(args))
+    result["setting"] = {
+        **{k: getattr(args, k) for k in ("model", "prompts", "loss_rows", "max_tokens", "batch_sizes", "repeats")},
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_before_after": (load_before, os.getloadavg()),  # other work on the machine skews the figures
+        "command": shlex.join(["python", *sys.argv]),
+        "commit": git_commit(),
+    }
+    ratios = ", ".join(f"batch {b}: {v['ratio']:.2f}" for b, v in result["speed"].items())
+    print(f"int8 / bf16 output tok/s: {ratios}")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"quantize-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    print(f"wrote {out.relative_to(REPO)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
