@@ -4,6 +4,7 @@ servers (uvicorn on 127.0.0.1 in a subprocess) for end-to-end tests."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,6 +101,19 @@ def tiny_adapters(tmp_path_factory, tiny_model_dir: Path) -> dict[str, Path]:
         name: make_adapter(tiny_model_dir, root / name, rank, targets, seed)
         for name, (rank, targets, seed) in ADAPTER_SPECS.items()
     }
+
+
+def copy_adapters(adapters: dict[str, Path], root: Path) -> Path:
+    """Copy the fixture adapters into `root` (an adapter root that runtime registration may use)."""
+    for name, path in adapters.items():
+        shutil.copytree(path, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, tiny_adapters: dict[str, Path]) -> Path:
+    """An adapter root holding copies of the fixture adapters (and, later, the tests' own)."""
+    return copy_adapters(tiny_adapters, tmp_path_factory.mktemp("adapter-root"))
 
 
 def free_port() -> int:

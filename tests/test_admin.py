@@ -20,15 +20,6 @@ MSG = [{"role": "user", "content": "Where is my parcel?"}]
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> Path:
-    """An adapter root holding copies of the fixture adapters (and, later, the tests' own)."""
-    root = tmp_path_factory.mktemp("adapter-root")
-    for name, path in tiny_adapters.items():
-        shutil.copytree(path, root / name)
-    return root
-
-
-@pytest.fixture(scope="module")
 def admin_server(tmp_path_factory, tiny_model_dir: Path, root: Path) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("admin-server")
     (work / "static").mkdir()

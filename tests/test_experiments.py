@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Server, start_server, stop_server
+from .conftest import Server, copy_adapters, start_server, stop_server
 
 ADMIN = {"Authorization": "Bearer sk-admin"}
 
@@ -18,9 +18,7 @@ ADMIN = {"Authorization": "Bearer sk-admin"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("experiments")
-    root = work / "root"
-    for name, path in tiny_adapters.items():
-        shutil.copytree(path, root / name)
+    root = copy_adapters(tiny_adapters, work / "root")
     (work / "empty").mkdir()
     args = [
         "--model",

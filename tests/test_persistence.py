@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import start_server, stop_server, wait_for
+from .conftest import copy_adapters, start_server, stop_server, wait_for
 
 ADMIN = {"Authorization": "Bearer sk-admin"}
 
@@ -46,9 +46,7 @@ def _snapshot(url: str) -> tuple[list, dict]:
 def test_restart_brings_back_adapters_versions_aliases_and_pins(
     tmp_path: Path, tiny_model_dir: Path, tiny_adapters: dict[str, Path]
 ):
-    root = tmp_path / "root"
-    for name, path in tiny_adapters.items():
-        shutil.copytree(path, root / name)
+    root = copy_adapters(tiny_adapters, tmp_path / "root")
     args = _args(tiny_model_dir, tmp_path, root)
     server = start_server(args, tmp_path / "one.log")
     try:

@@ -9,7 +9,6 @@ registration, same-name reload and removal at runtime, and the vLLM-compatible l
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,15 +23,6 @@ openai = pytest.importorskip("openai")
 pytestmark = pytest.mark.vllm
 ADMIN = {"Authorization": "Bearer sk-admin"}
 PROMPTS = ["Write a haiku about the sea.", "请用一句话介绍长城。", "How do I reverse a list?", "Name a robot."]
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory, tiny_adapters: dict[str, Path]) -> Path:
-    """The adapter root: the tiny adapters copied in, so runtime registration may use them."""
-    out = tmp_path_factory.mktemp("vllm-root")
-    for name, path in tiny_adapters.items():
-        shutil.copytree(path, out / name)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -56,16 +56,19 @@ def build_engine(settings: Settings) -> Any:
     from .models import resolve_model_dir
 
     model_dir = resolve_model_dir(settings.model, settings.cache_dir)
+    common: dict[str, Any] = {
+        "model_id": settings.base_model_id,
+        "dtype": settings.dtype,
+        "max_batch_size": settings.max_batch_size,
+        "max_queue": settings.max_queue,
+        "max_model_len": settings.max_model_len,
+    }
     if settings.engine == "vllm":
         from .engine.vllm_engine import VLLMEngine
 
         return VLLMEngine(
             model_dir,
-            model_id=settings.base_model_id,
-            dtype=settings.dtype,
-            max_batch_size=settings.max_batch_size,
-            max_queue=settings.max_queue,
-            max_model_len=settings.max_model_len,
+            **common,
             max_loras=settings.max_loras,
             max_lora_rank=settings.max_lora_rank,
             max_cpu_loras=settings.max_resident_adapters,
@@ -73,15 +76,7 @@ def build_engine(settings: Settings) -> Any:
         )
     from .engine.hf import HFEngine
 
-    return HFEngine(
-        model_dir,
-        model_id=settings.base_model_id,
-        dtype=settings.dtype,
-        max_batch_size=settings.max_batch_size,
-        max_queue=settings.max_queue,
-        max_model_len=settings.max_model_len,
-        quantize=settings.quantize,
-    )
+    return HFEngine(model_dir, **common, quantize=settings.quantize)
 
 
 async def _restore(services: Services, adapters: dict[str, Path]) -> None:

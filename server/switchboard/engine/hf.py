@@ -36,6 +36,10 @@ _LOAD_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError)
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+def _incompatible(key: str, path: Path, exc: BaseException) -> AdapterIncompatible:
+    return AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}")
+
+
 def _pick_dtype(name: str) -> torch.dtype:
     if name == "auto":
         # bf16 is the fastest dtype on AVX-512-bf16 CPUs and on GPUs; fp32 elsewhere on CPU.
@@ -151,21 +155,19 @@ class HFEngine:
         """Load an adapter before the engine thread starts (static adapters at start-up)."""
         if self._thread is not None:
             raise RuntimeError("engine is running; use add_adapter")
-        self._load_adapter(key, Path(path))
+        self._load_adapter(key, Path(path), self._prepare(key, Path(path)))
 
     def _prepare(self, key: str, path: Path) -> PreparedAdapter | None:
         try:
             return self.lora.prepare(path)
         except _LOAD_ERRORS as exc:
-            raise AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}") from exc
+            raise _incompatible(key, path, exc) from exc
 
     def _load_adapter(self, key: str, path: Path, prepared: PreparedAdapter | None = None) -> None:
         if key in self._adapters:
             raise AdapterIncompatible(f"adapter '{key}' is already loaded")
         if prepared is None and self.quantize == "int8":  # PEFT's loader can't wrap the int8 base layers
-            prepared = self._prepare(key, path)
-            if prepared is None:
-                raise AdapterIncompatible(refusal(key, path))
+            raise AdapterIncompatible(refusal(key, path))
         started = time.perf_counter()
         try:
             if prepared is not None:
@@ -174,7 +176,7 @@ class HFEngine:
                 self.lora.load(key, path)
         except _LOAD_ERRORS as exc:
             self.lora.discard(key)
-            raise AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}") from exc
+            raise _incompatible(key, path, exc) from exc
         self._adapters[key] = path
         logger.info(
             "loaded adapter %s in %.1f ms (%s)",

@@ -228,11 +228,7 @@ class VLLMEngine:
                 )
                 if out.finished:
                     return
-        except (asyncio.CancelledError, GeneratorExit):
-            raise
-        except (InvalidRequest, Overloaded, EngineFailure):
-            raise
-        except Exception as exc:
+        except Exception as exc:  # vLLM's own errors; cancellation is a BaseException and passes through
             if type(exc).__name__ == "EngineDeadError":
                 self._failure = exc
             raise EngineFailure(f"vLLM failed the request: {exc}") from exc
