@@ -1,9 +1,14 @@
 """One base causal LM plus many LoRA adapters, each batch row with its own adapter.
 
-The adapters live in one PEFT model. Which adapter each row uses is handed to every LoRA layer by a
-forward pre-hook registered once per layer (PEFT's own `adapter_names` mechanism registers and
-removes hooks on every module at every forward, which costs milliseconds per decode step).
-Logits are computed for the last position only, from a contiguous [rows, hidden] tensor.
+The adapters live in one PEFT model, and every plain LoRA adapter's weights also live in per-layer
+stacks (`_Stack`: A [slots, R, in], B [slots, out, R], zero-padded to the largest rank, slot 0 all
+zeros for base rows); PEFT's own modules hold views into them, so nothing is stored twice. Each
+LoRA layer's forward is replaced once: base_layer(x), then one gather of every row's A and B by slot
+and two batched matmuls - the BGMV of S-LoRA and Punica, written with torch ops. The cost per layer
+is the same six ops whether a batch holds one adapter or sixteen; PEFT's mixed-batch forward runs
+about five ops per distinct adapter per layer, which is where many-adapter batches lost their time.
+A batch that names an adapter PEFT alone can compute (LoRA biases, embedding layers...) goes through PEFT's
+`adapter_names` path instead. Logits are computed for the last position only.
 
 Loading has a fast path for the common case (a plain LoRA on modules that already carry LoRA layers):
 `prepare` reads the weights and builds the A/B modules in any thread without touching the model, and
@@ -13,6 +18,7 @@ thread instead of PEFT's ~100 ms walk over every module. Anything else goes thro
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -46,6 +52,10 @@ _NOT_PLAIN = (
     "arrow_config",
 )
 _WEIGHT_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
+# Of those, the ones whose effect lies outside the LoRA Linear layers' A/B (or in a variant of them):
+# an adapter with any of them is served by PEFT's own mixed-batch forward, never from the stacks.
+# Rank and alpha patterns only give each layer its own r and scaling, which the stacks hold per layer.
+_NOT_STACKABLE = tuple(name for name in _NOT_PLAIN if name not in ("rank_pattern", "alpha_pattern"))
 
 
 @dataclass
@@ -59,17 +69,63 @@ class PreparedAdapter:
     scaling: float
 
 
+class _Stack:
+    """One LoRA Linear layer's resident adapters: slot s holds A [R, in] and B [out, R], rank-padded."""
+
+    def __init__(
+        self, in_features: int, out_features: int, slots: int, rank: int, dtype: torch.dtype, device: torch.device
+    ):
+        self.a = torch.zeros(slots, rank, in_features, dtype=dtype, device=device)
+        self.b = torch.zeros(slots, out_features, rank, dtype=dtype, device=device)
+        self.scale = torch.zeros(slots, dtype=torch.float32, device=device)
+        self.keys: set[str] = set()  # adapters with weights in this layer
+
+    def resized(self, slots: int, rank: int) -> _Stack:
+        slots_now, rank_now, _ = self.a.shape
+        new = _Stack(self.a.shape[2], self.b.shape[1], slots, rank, self.a.dtype, self.a.device)
+        new.a[:slots_now, :rank_now] = self.a
+        new.b[:slots_now, :, :rank_now] = self.b
+        new.scale[:slots_now] = self.scale
+        new.keys = self.keys
+        return new
+
+    def write(self, slot: int, key: str, a: torch.Tensor | None, b: torch.Tensor | None, scaling: float) -> None:
+        self.a[slot].zero_()
+        self.b[slot].zero_()
+        self.scale[slot] = 0.0
+        self.keys.discard(key)
+        if a is not None and b is not None:
+            self.a[slot, : a.shape[0]] = a
+            self.b[slot, :, : b.shape[1]] = b
+            self.scale[slot] = scaling
+            self.keys.add(key)
+
+
+@dataclass
+class _Rows:
+    """Which adapter each row of the running forward uses."""
+
+    names: list[str]  # per row, BASE_ROW for none
+    slots: torch.Tensor | None  # per-row slot indices; None when every row is on one slot
+    slot: int  # that one slot (0: every row on the base model)
+    peft: bool  # a row's adapter is not in the stacks: PEFT's mixed-batch forward for every layer
+
+
 class MultiLoraModel:
     def __init__(self, model: Any, dtype: torch.dtype, device: torch.device) -> None:
         self.model = model  # the causal LM, or the PeftModel wrapping it once an adapter is loaded
         self.dtype = dtype
         self.device = device
         self.adapters: dict[str, Path] = {}
-        self._row_names: list[str] | None = None
-        self._hooks: list[Any] = []
-        self._layers: dict[str, Any] = {}  # module name -> LoRA Linear layer; replaced, never mutated
+        self._rows: _Rows | None = None
+        self._layers: dict[str, Any] = {}  # module name -> LoRA layer; replaced, never mutated
+        self._stacks: dict[str, _Stack] = {}  # module name -> its stack (LoRA Linear layers only)
+        self._slots: dict[str, int] = {}  # stacked adapter -> slot; slot 0 stays zeros (base rows)
+        self._free: list[int] = []
+        self._capacity = 1
+        self._rank = 1
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
-        if hasattr(model, "peft_config"):  # LoRA layers wrapped up front (the int8 base): hook them now
+        if hasattr(model, "peft_config"):  # LoRA layers wrapped up front (the int8 base): patch them now
             self._rehook()
 
     @property
@@ -91,6 +147,7 @@ class MultiLoraModel:
         self.model.eval()
         self.adapters[key] = path
         self._rehook()
+        self._stack(key)
 
     def prepare(self, path: Path) -> PreparedAdapter | None:
         """Build the adapter's modules without touching the model (safe in any thread).
@@ -155,13 +212,15 @@ class MultiLoraModel:
                 layer.lora_dropout[key] = nn.Identity()
                 layer.lora_A[key] = lora_a
                 layer.lora_B[key] = lora_b
+            self.adapters[key] = path
+            self._stack(key)
         except BaseException:
             self.discard(key)
             raise
-        self.adapters[key] = path
 
     def discard(self, key: str) -> None:
         """Remove an adapter, including one whose load failed half-way."""
+        self._unstack(key)
         if hasattr(self.model, "peft_config") and key in self.model.peft_config:
             if key in self.model.active_adapters:
                 self.model.delete_adapter(key)  # PEFT also picks a new active adapter
@@ -192,22 +251,120 @@ class MultiLoraModel:
                     holder[key].to(dtype=self.dtype, device=self.device)
 
     def _rehook(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        named = {name: m for name, m in self.model.named_modules() if self._is_lora(m)}
-        self._hooks = [layer.register_forward_pre_hook(self._inject_rows, with_kwargs=True) for layer in named.values()]
+        """Give every LoRA layer (new ones too, after PEFT's loader wrapped more modules) the row-aware forward."""
+        from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora.layer import Linear as LoraLinear
+
+        named = {name: m for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
+        for name, layer in named.items():
+            if not isinstance(layer.__dict__.get("forward"), functools.partial):
+                layer.forward = functools.partial(self._forward, name, layer)
+            if isinstance(layer, LoraLinear) and name not in self._stacks:
+                self._stacks[name] = _Stack(
+                    layer.in_features, layer.out_features, self._capacity, self._rank, self.dtype, self.device
+                )
         self._layers = named
 
-    @staticmethod
-    def _is_lora(module: Any) -> bool:
-        from peft.tuners.lora import LoraLayer
+    # ------------------------------------------------------------------ stacks
+    def _stack(self, key: str) -> None:
+        """Copy a loaded adapter into the stacks and make its PEFT modules views of them."""
+        parts = self._stack_parts(key)
+        if parts is None:
+            logger.info("adapter %s is served by PEFT's mixed-batch forward (not a plain LoRA on Linear layers)", key)
+            return
+        rank = max((a.shape[0] for a, _, _ in parts.values()), default=1)
+        if not self._free or rank > self._rank:
+            grow = not self._free
+            self._resize(2 * self._capacity if grow else self._capacity, max(rank, self._rank))
+        slot = self._free.pop(0)
+        for name, stack in self._stacks.items():
+            a, b, scaling = parts.get(name, (None, None, 0.0))
+            stack.write(slot, key, a, b, scaling)
+        self._slots[key] = slot
+        self._views(key)
 
-        return isinstance(module, LoraLayer)
+    def _stack_parts(self, key: str) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]] | None:
+        from peft.tuners.lora.layer import Linear as LoraLinear
 
-    def _inject_rows(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if self._row_names is not None:
-            kwargs["adapter_names"] = self._row_names
-        return args, kwargs
+        config = self.model.peft_config.get(key)
+        if config is None or any(getattr(config, name, None) for name in _NOT_STACKABLE):
+            return None
+        parts = {}
+        for name, layer in self._layers.items():
+            holders = [getattr(layer, attr, {}) for attr in layer.adapter_layer_names]
+            if not any(key in holder for holder in holders):
+                continue
+            if not isinstance(layer, LoraLinear) or key not in layer.lora_A or key in layer.lora_variant:
+                return None
+            if layer.use_dora.get(key) or layer.lora_bias.get(key) or getattr(layer, "fan_in_fan_out", False):
+                return None
+            lora_a, lora_b = layer.lora_A[key], layer.lora_B[key]
+            if not isinstance(lora_a, nn.Linear) or not isinstance(lora_b, nn.Linear) or lora_b.bias is not None:
+                return None
+            parts[name] = (lora_a.weight.detach(), lora_b.weight.detach(), float(layer.scaling[key]))
+        return parts
+
+    def _resize(self, capacity: int, rank: int) -> None:
+        self._free.extend(range(self._capacity, capacity))
+        self._stacks = {name: stack.resized(capacity, rank) for name, stack in self._stacks.items()}
+        self._capacity, self._rank = capacity, rank
+        for key in self._slots:
+            self._views(key)
+
+    def _views(self, key: str) -> None:
+        slot = self._slots[key]
+        for name, stack in self._stacks.items():
+            if key in stack.keys:
+                layer = self._layers[name]
+                r = layer.r[key]
+                layer.lora_A[key].weight = nn.Parameter(stack.a[slot, :r], requires_grad=False)
+                layer.lora_B[key].weight = nn.Parameter(stack.b[slot, :, :r], requires_grad=False)
+
+    def _unstack(self, key: str) -> None:
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            return
+        for stack in self._stacks.values():
+            if key in stack.keys:
+                stack.write(slot, key, None, None, 0.0)
+        self._free.append(slot)
+        self._free.sort()
+
+    def _forward(self, name: str, layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        rows = self._rows
+        if rows is None:  # not a call from logits(): PEFT as it is
+            return type(layer).forward(layer, x, *args, **kwargs)
+        stack = self._stacks.get(name)
+        if rows.peft or stack is None or x.dim() != 3 or args or kwargs:
+            return type(layer).forward(layer, x, *args, adapter_names=rows.names, **kwargs)
+        result = layer.base_layer(x)
+        if rows.slot == 0 and rows.slots is None or not stack.keys:
+            return result
+        # BGMV: every row's A and B gathered by slot (a broadcast view when all rows share one), two bmm.
+        if rows.slots is None:
+            n = x.shape[0]
+            a = stack.a[rows.slot].expand(n, -1, -1)
+            b = stack.b[rows.slot].expand(n, -1, -1)
+            scale = stack.scale[rows.slot]
+        else:
+            a = stack.a.index_select(0, rows.slots)
+            b = stack.b.index_select(0, rows.slots)
+            scale = stack.scale.index_select(0, rows.slots).view(-1, 1, 1)
+        x = x.to(a.dtype)
+        lora = torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2))
+        lora.mul_(scale)
+        return (result + lora).to(result.dtype)
+
+    def _rows_for(self, names: list[str]) -> _Rows | None:
+        if not self._layers:
+            return None
+        try:
+            slots = [0 if name == BASE_ROW else self._slots[name] for name in names]
+        except KeyError:
+            return _Rows(names=names, slots=None, slot=0, peft=True)
+        if all(slot == slots[0] for slot in slots):
+            return _Rows(names=names, slots=None, slot=slots[0], peft=False)
+        return _Rows(names=names, slots=torch.tensor(slots, device=self.device), slot=-1, peft=False)
 
     # ------------------------------------------------------------------ forward
     def logits(
@@ -220,7 +377,7 @@ class MultiLoraModel:
     ) -> torch.Tensor:
         """Next-token logits [rows, vocab]; row i uses adapter names[i] (BASE_ROW for none)."""
         causal_lm = self._causal_lm()
-        self._row_names = names if self._hooks else None
+        self._rows = self._rows_for(names)
         try:
             out = causal_lm.model(
                 input_ids=input_ids.to(self.device),
@@ -230,7 +387,7 @@ class MultiLoraModel:
                 use_cache=True,
             )
         finally:
-            self._row_names = None
+            self._rows = None
         hidden = out.last_hidden_state[:, -1, :].contiguous()
         logits = causal_lm.lm_head(hidden)
         if self._softcap:
