@@ -313,6 +313,11 @@ def parse_args() -> argparse.Namespace:
     defaults = {"requests": 8, "concurrency": 8, "max_tokens": 8, "repeats": 1} if args.quick else {
         "requests": 32, "concurrency": 16, "max_tokens": 64, "repeats": 3
     }  # fmt: skip
+    return fill_defaults(args, defaults)
+
+
+def fill_defaults(args: argparse.Namespace, defaults: dict[str, Any]) -> argparse.Namespace:
+    """Options left unset (None) take the mode's default (quick or full)."""
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)

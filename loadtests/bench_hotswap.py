@@ -281,10 +281,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     names = ("registrations", "requests", "concurrency", "max_tokens", "swap_interval", "repeats")
     defaults = dict(zip(names, (3, 96, 8, 8, 1.0, 1) if args.quick else (10, 160, 16, 64, 2.0, 3), strict=True))
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    return bb.fill_defaults(args, defaults)
 
 
 def main() -> int:

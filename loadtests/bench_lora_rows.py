@@ -16,23 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_batching as bb  # make_adapters_in_child: the loadgen-style adapters
 import torch
+from switchboard.config import load_settings
+from switchboard.engine.lora_rows import BASE_ROW, MultiLoraModel
+from switchboard.models import resolve_model_dir
 from transformers import AutoModelForCausalLM, DynamicCache
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "server"))
-
-import bench_batching as bb  # noqa: E402
-from switchboard.config import load_settings  # noqa: E402
-from switchboard.engine.lora_rows import BASE_ROW, MultiLoraModel  # noqa: E402
-from switchboard.models import resolve_model_dir  # noqa: E402
 
 
 def step_ms(lora: MultiLoraModel, names: list[str], steps: int, peft: bool) -> float:
-    rows_for = lora._rows_for
-    if peft:  # every batch through PEFT's adapter_names forward, as before the stacks
-        lora._rows_for = lambda n: rows_for(n).__class__(names=n, slots=None, slot=0, peft=True)
+    lora.use_stacks = not peft  # False: every batch through PEFT's adapter_names forward, as before the stacks
     try:
         rows = len(names)
         generator = torch.Generator().manual_seed(0)
@@ -47,7 +40,7 @@ def step_ms(lora: MultiLoraModel, names: list[str], steps: int, peft: bool) -> f
                 lora.logits(ids[:, :1], mask, torch.full((rows, 1), 64 + step), cache, names)
             return 1000 * (time.perf_counter() - started) / steps
     finally:
-        lora._rows_for = rows_for
+        lora.use_stacks = True
 
 
 def main() -> int:

@@ -20,16 +20,15 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import bench_batching as bb  # bb.RESULTS_DIR, fill_defaults, cpu_model, git_commit
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "loadtests" / "results"
 SCENARIOS = ("pre-sales", "after-sales", "marketing")
 ROW_ADAPTERS = (None, *SCENARIOS)  # speed runs: request i uses ROW_ADAPTERS[i % 4]
 
@@ -199,25 +198,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m", help="base model (embedded name or HF dir)")
@@ -235,10 +215,7 @@ def parse_args() -> argparse.Namespace:
     defaults = {"prompts": 2, "loss_rows": 2, "max_tokens": 8, "batch_sizes": [1, 4], "repeats": 1} if args.quick else {
         "prompts": 20, "loss_rows": 0, "max_tokens": 64, "batch_sizes": [1, 8, 16], "repeats": 3
     }  # fmt: skip
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    return bb.fill_defaults(args, defaults)
 
 
 def main() -> int:
@@ -248,17 +225,17 @@ def main() -> int:
     result["setting"] = {
         **{k: getattr(args, k) for k in ("model", "prompts", "loss_rows", "max_tokens", "batch_sizes", "repeats")},
         "date": time.strftime("%Y-%m-%d"),
-        "cpu": cpu_model(),
+        "cpu": bb.cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "loadavg_before_after": (load_before, os.getloadavg()),  # other work on the machine skews the figures
         "command": shlex.join(["python", *sys.argv]),
-        "commit": git_commit(),
+        "commit": bb.git_commit(),
     }
     ratios = ", ".join(f"batch {b}: {v['ratio']:.2f}" for b, v in result["speed"].items())
     print(f"int8 / bf16 output tok/s: {ratios}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"quantize-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    bb.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = bb.RESULTS_DIR / f"quantize-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     print(f"wrote {out.relative_to(REPO)}", file=sys.stderr)
     return 0

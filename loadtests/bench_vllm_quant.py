@@ -81,16 +81,6 @@ def generate(model_dir: Path, adapters: Path, prompts_file: Path, out: Path, max
                                "wall_s": wall}))  # fmt: skip
 
 
-def agreement(a: list[list[int]], b: list[list[int]]) -> dict[str, float]:
-    prefix = []
-    for x, y in zip(a, b, strict=True):
-        n = 0
-        while n < min(len(x), len(y)) and x[n] == y[n]:
-            n += 1
-        prefix.append(n / max(len(x), len(y), 1))
-    return {"prefix": sum(prefix) / len(prefix), "identical": sum(x == y for x, y in zip(a, b, strict=True)) / len(a)}
-
-
 def child(python: str, *args: str) -> str | None:
     """Run a step in `python`; None when it worked, else the error it ended with (its log goes to stderr)."""
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
@@ -104,9 +94,10 @@ def child(python: str, *args: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(REPO / "server"))
+    from bench_quantize import agreement  # torch only here, in the driver; the children need neither
     from switchboard.config import load_settings
     from switchboard.models import resolve_model_dir
+    from switchboard_trainer.evaluate import read_heldout
 
     settings = load_settings(None, model=args.model)
     model_dir = resolve_model_dir(settings.model, settings.cache_dir)
@@ -114,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     prompts = []
     for s in SCENARIOS:
-        rows = [json.loads(x)["messages"] for x in (args.datasets / s / "heldout.jsonl").read_text().splitlines() if x]
-        prompts += [{"scenario": s, "messages": m[:-1]} for m in rows[: args.prompts]]
+        rows = read_heldout(args.datasets / s / "heldout.jsonl", args.prompts)
+        prompts += [{"scenario": s, "messages": m[:-1]} for m in rows]
     prompts_file = work / "prompts.json"
     prompts_file.write_text(json.dumps(prompts, ensure_ascii=False))
     dirs = {"bf16": model_dir}
@@ -155,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         for s, a in per.items():
             speed = f"{result['tok_s']:7.1f} {ratio:7.2f}" if s == "all" else ""
             lora, bare = a["answers"], a["bare"]
-            print(f"{name:<7} {s:<12} {lora['prefix']:19.3f} / {lora['identical']:.3f}"
-                  f" {bare['prefix']:17.3f} / {bare['identical']:.3f} {speed}")  # fmt: skip
+            print(f"{name:<7} {s:<12} {lora['prefix']:19.3f} / {lora['exact']:.3f}"
+                  f" {bare['prefix']:17.3f} / {bare['exact']:.3f} {speed}")  # fmt: skip
     for name, error in failures.items():
         print(f"{name:<7} vLLM with LoRA failed to start: {error}")
     out = HERE / "results" / f"vllm-quant-{time.strftime('%Y%m%d-%H%M%S')}.json"

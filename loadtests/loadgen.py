@@ -240,9 +240,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--out-dir", default=str(bb.RESULTS_DIR), help="where the JSON, markdown and PNGs go")
     add("--no-plots", action="store_true", help="skip the PNG plots")
     args = parser.parse_args(argv)
-    for name, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    bb.fill_defaults(args, QUICK if args.quick else FULL)
     args.adapters = [int(n) for n in str(args.adapters).split(",")]
     args.rates = [float(r) for r in str(args.rates).split(",") if r]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]

@@ -42,14 +42,12 @@ def logits(lora: MultiLoraModel, names: list[str], peft: bool = False) -> torch.
     rows = len(names)
     ids = torch.tensor([PROMPT] * rows)
     positions = torch.arange(len(PROMPT)).expand(rows, -1)
-    original = lora._rows_for
-    if peft:
-        lora._rows_for = lambda n: original(n).__class__(names=n, slots=None, slot=0, peft=True)
+    lora.use_stacks = not peft
     try:
         with torch.inference_mode():
             return lora.logits(ids, torch.ones_like(ids), positions, DynamicCache(), names)
     finally:
-        lora._rows_for = original
+        lora.use_stacks = True
 
 
 def test_stacked_rows_equal_peft_mixed_batch(lora: MultiLoraModel, monkeypatch):

@@ -117,6 +117,7 @@ class MultiLoraModel:
         self.dtype = dtype
         self.device = device
         self.adapters: dict[str, Path] = {}
+        self.use_stacks = True  # False: every batch through PEFT's adapter_names forward (the reference path)
         self._rows: _Rows | None = None
         self._layers: dict[str, Any] = {}  # module name -> LoRA layer; replaced, never mutated
         self._stacks: dict[str, _Stack] = {}  # module name -> its stack (LoRA Linear layers only)
@@ -143,10 +144,10 @@ class MultiLoraModel:
             self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=key, is_trainable=False)
         else:
             self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
-        self._cast(key)
         self.model.eval()
         self.adapters[key] = path
         self._rehook()
+        self._cast(key)
         self._stack(key)
 
     def prepare(self, path: Path) -> PreparedAdapter | None:
@@ -227,7 +228,7 @@ class MultiLoraModel:
             else:
                 self._detach(key)
         if self.adapters.pop(key, None) is None:
-            self._rehook()  # a failed PEFT load may have wrapped new modules; hooks must cover them
+            self._rehook()  # a failed PEFT load may have wrapped new modules; they need the row-aware forward
 
     def _detach(self, key: str) -> None:
         """PEFT's delete_adapter without its walk over every module of the model."""
@@ -238,14 +239,9 @@ class MultiLoraModel:
                 if holder is not None and key in holder:
                     del holder[key]
 
-    def _lora_layers(self) -> list[Any]:
-        from peft.tuners.lora import LoraLayer
-
-        return [m for m in self.model.modules() if isinstance(m, LoraLayer)]
-
     def _cast(self, key: str) -> None:
         """Keep LoRA weights in the base dtype: a fp32 adapter on a bf16 base would upcast every row."""
-        for layer in self._lora_layers():
+        for layer in self._layers.values():
             for holder in (layer.lora_A, layer.lora_B, layer.lora_embedding_A, layer.lora_embedding_B):
                 if key in holder:
                     holder[key].to(dtype=self.dtype, device=self.device)
@@ -274,8 +270,7 @@ class MultiLoraModel:
             return
         rank = max((a.shape[0] for a, _, _ in parts.values()), default=1)
         if not self._free or rank > self._rank:
-            grow = not self._free
-            self._resize(2 * self._capacity if grow else self._capacity, max(rank, self._rank))
+            self._resize(self._capacity * (1 if self._free else 2), max(rank, self._rank))
         slot = self._free.pop(0)
         for name, stack in self._stacks.items():
             a, b, scaling = parts.get(name, (None, None, 0.0))
@@ -338,7 +333,7 @@ class MultiLoraModel:
         if rows.peft or stack is None or x.dim() != 3 or args or kwargs:
             return type(layer).forward(layer, x, *args, adapter_names=rows.names, **kwargs)
         result = layer.base_layer(x)
-        if rows.slot == 0 and rows.slots is None or not stack.keys:
+        if (rows.slot == 0 and rows.slots is None) or not stack.keys:
             return result
         # BGMV: every row's A and B gathered by slot (a broadcast view when all rows share one), two bmm.
         if rows.slots is None:
@@ -358,10 +353,10 @@ class MultiLoraModel:
     def _rows_for(self, names: list[str]) -> _Rows | None:
         if not self._layers:
             return None
-        try:
-            slots = [0 if name == BASE_ROW else self._slots[name] for name in names]
-        except KeyError:
+        stacked = self.use_stacks and all(name == BASE_ROW or name in self._slots for name in names)
+        if not stacked:
             return _Rows(names=names, slots=None, slot=0, peft=True)
+        slots = [0 if name == BASE_ROW else self._slots[name] for name in names]
         if all(slot == slots[0] for slot in slots):
             return _Rows(names=names, slots=None, slot=slots[0], peft=False)
         return _Rows(names=names, slots=torch.tensor(slots, device=self.device), slot=-1, peft=False)
