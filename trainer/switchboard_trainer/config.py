@@ -62,8 +62,10 @@ class TrainConfig(BaseModel):
     init_adapter: Path | None = Field(
         default=None, description="Continue training this adapter (same rank, same base)."
     )
-    bf16: bool = Field(
-        default=True, description="bf16 autocast (fp32 master weights); faster on AVX-512-bf16 CPUs and GPUs."
+    bf16: bool | Literal["auto"] = Field(
+        default="auto",
+        description="bf16 autocast (fp32 master weights); auto = on where bf16 is native (GPUs with bf16, CPUs with "
+        "avx512_bf16 or AMX), off elsewhere: emulated on an AVX2-only CPU it is many times slower than fp32.",
     )
     keep_checkpoints: int = Field(default=3, ge=1, description="How many recent checkpoints to keep (plus the best).")
     max_bad_fraction: float = Field(default=0.1, ge=0, le=1, description="Stop before training if more rows are bad.")

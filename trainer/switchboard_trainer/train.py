@@ -84,13 +84,41 @@ def _versions() -> dict[str, str]:
     }
 
 
+def lora_model(config: TrainConfig, model_dir: Path, base_info: Any) -> Any:
+    """The fp32 base model with trainable LoRA weights: new ones, or `init_adapter`'s to continue."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from switchboard.validation import check_fits, read_adapter
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if config.init_adapter is not None:
+        info = read_adapter(config.init_adapter.resolve())
+        check_fits(info, base_info, max_rank=10_000)
+        if info.rank != config.lora_rank:
+            raise TrainError(
+                f"init_adapter {config.init_adapter} has rank {info.rank}, but lora_rank is "
+                f"{config.lora_rank}; set lora_rank: {info.rank}"
+            )
+        return PeftModel.from_pretrained(model, str(config.init_adapter), is_trainable=True)
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise TrainError(f"target_modules {config.target_modules} do not fit {config.base_model}: {exc}") from exc
+
+
 def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
     """Train; return the output dir holding the adapter."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from switchboard.hardware import cpu_info, training_bf16
     from switchboard.models import resolve_model_dir
     from switchboard.validation import base_model_info, check_fits, read_adapter
     from transformers import (
-        AutoModelForCausalLM,
         AutoTokenizer,
         DataCollatorForSeq2Seq,
         EarlyStoppingCallback,
@@ -129,29 +157,7 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
         flush=True,
     )
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    if config.init_adapter is not None:
-        info = read_adapter(config.init_adapter.resolve())
-        check_fits(info, base_info, max_rank=10_000)
-        if info.rank != config.lora_rank:
-            raise TrainError(
-                f"init_adapter {config.init_adapter} has rank {info.rank}, but lora_rank is "
-                f"{config.lora_rank}; set lora_rank: {info.rank}"
-            )
-        model = PeftModel.from_pretrained(model, str(config.init_adapter), is_trainable=True)
-    else:
-        lora = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.target_modules,
-            task_type="CAUSAL_LM",
-        )
-        try:
-            model = get_peft_model(model, lora)
-        except ValueError as exc:
-            raise TrainError(f"target_modules {config.target_modules} do not fit {config.base_model}: {exc}") from exc
-
+    model = lora_model(config, model_dir, base_info)
     output_dir = config.output_dir
     checkpoint_dir = output_dir / "checkpoints"
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -162,6 +168,9 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir / "runs")
 
     has_eval = bool(data.eval)
+    cuda = torch.cuda.is_available()
+    bf16, why = training_bf16(config.bf16, cuda)
+    print(f"switchboard train: {why}", file=sys.stderr, flush=True)
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         per_device_train_batch_size=config.batch_size,
@@ -180,8 +189,8 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
         report_to=["tensorboard"],
         seed=config.seed,
         data_seed=config.seed,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=config.bf16,
+        use_cpu=not cuda,
+        bf16=bf16,
         remove_unused_columns=False,
         dataloader_num_workers=0,
     )
@@ -220,6 +229,11 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
                 "epochs": state.epoch,
                 "early_stopped": state.global_step < state.max_steps,
                 "train_seconds": round(time.perf_counter() - started, 1),
+            },
+            "machine": {
+                "bf16": bf16,
+                "cpu": cpu_info().summary(),
+                "gpu": torch.cuda.get_device_name() if cuda else None,
             },
             "versions": _versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
+from ..hardware import cpu_info
 
 router = APIRouter()
 
 
 @router.get("/health")
-async def health() -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+async def health(request: Request) -> JSONResponse:
+    """Alive; also what computes: the CPU's features and, once built, the engine with its resolved dtype."""
+    body: dict[str, Any] = {"status": "ok", "cpu": cpu_info().as_dict()}
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        body["engine"] = services.engine.describe()
+    return JSONResponse(body)
 
 
 @router.get("/ready")

@@ -72,3 +72,7 @@ class Engine(Protocol):
     def load(self) -> dict[str, int]:
         """Current queue depth and batch size, for health and metrics."""
         ...
+
+    def describe(self) -> dict[str, str]:
+        """What computes: engine, device, dtype (as resolved from auto), quantize; for /health and metrics."""
+        ...

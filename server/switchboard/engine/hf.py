@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from ..errors import AdapterIncompatible, EngineFailure, InvalidRequest, Overloaded
+from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest
 from .batch import Batch, Row
 from .detokenize import IncrementalDetokenizer
@@ -33,20 +34,10 @@ from .sampling import RowSampler, sample
 logger = logging.getLogger(__name__)
 
 _LOAD_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError)
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def _incompatible(key: str, path: Path, exc: BaseException) -> AdapterIncompatible:
     return AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}")
-
-
-def _pick_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        # bf16 is the fastest dtype on AVX-512-bf16 CPUs and on GPUs; fp32 elsewhere on CPU.
-        if torch.cuda.is_available() or torch.backends.mkldnn.is_available():
-            return torch.bfloat16
-        return torch.float32
-    return _DTYPES[name]
 
 
 class HFEngine:
@@ -71,10 +62,13 @@ class HFEngine:
         self.quantize = quantize
         # int8 runs on the CPU, the rest of the model in fp32 unless told otherwise (engine/quant.py)
         int8 = quantize == "int8"
-        self.dtype = torch.float32 if int8 and dtype == "auto" else _pick_dtype(dtype)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and not int8 else "cpu"))
         if int8 and self.device.type != "cpu":
             raise ValueError(f"--quantize int8 runs on the CPU, got device {self.device}")
+        if int8 and dtype == "auto":
+            self.dtype, self.dtype_reason = torch.float32, "auto: float32 around the int8 base"
+        else:
+            self.dtype, self.dtype_reason = serving_dtype(dtype, self.device)
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self._max_model_len_cap = max_model_len
@@ -116,13 +110,23 @@ class HFEngine:
             eos_ids.add(self.tokenizer.eos_token_id)
         self.stop_ids = frozenset(eos_ids)
         logger.info(
-            "loaded base model %s (%s%s, %s) in %.1fs",
+            "loaded base model %s (%s%s, %s) in %.1fs; %s",
             self.model_id,
             self.dtype,
             ", int8 base" if int8 else "",
             self.device,
             time.perf_counter() - started,
+            self.dtype_reason,
         )
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "engine": "hf",
+            "device": self.device.type,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "quantize": self.quantize,
+            "dtype_reason": self.dtype_reason,
+        }
 
     async def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():

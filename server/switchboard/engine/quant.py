@@ -11,13 +11,20 @@ inputs, and on this CPU fp32 norms/attention around them are faster than bf16 pl
 on the fly. Each row is divided by its own max |x|, so fbgemm's kernel, whose input quantization is
 per tensor, sees the same fixed range [-1, 1] for every row: a row's result does not depend on the
 other rows of the batch (a mixed batch equals each request alone, as in fp32), and one row with
-large activations does not cost the others their resolution. The int8 products accumulate in int32
-exactly on CPUs with AVX-512 VNNI or AVX-VNNI; older x86 kernels sum byte pairs in 16 bits, which may
-saturate, so the engine warns there.
+large activations does not cost the others their resolution.
+
+Inputs are 8-bit where fbgemm's kernel accumulates u8 x s8 products exactly (AVX-512 VNNI), and
+7-bit elsewhere: fbgemm's AVX2 and plain AVX-512 kernels (vpmaddubsw) add each pair of byte products
+in a saturating 16-bit sum, and 2 x 255 x 127 = 64,770 does not fit where 2 x 127 x 127 = 32,258 does
+(PyTorch's own fbgemm qconfig uses `reduce_range` for the same reason). Which one the kernel at hand
+needs is tried once per process on its worst case (`kernel_input_bits`), so restricting the kernels
+(FBGEMM_ENABLE_INSTRUCTIONS=AVX2) is honoured too. With the residual pass below both are as close to
+the unquantized layer as the int8 weights allow.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -34,8 +41,9 @@ PLACEHOLDER = "__int8_base__"
 # Two passes per input (see Int8Linear): on Gemma 3 270M one pass moved held-out loss by +0.05 nats and
 # agreed with bf16 on 92% of next tokens; two passes leave the loss unchanged and agree on 96%.
 PASSES = 2
-_ROW_LEVELS = 127.0  # a row scaled to [-127, 127] quantizes to round(x) + 128, in [1, 255]
-_ROW_ZERO_POINT = 128
+# Input bits -> the row's range: a row scaled to [-L, L] quantizes to round(x) + zero point, in [1, 2L + 1].
+INPUT_LEVELS = {8: 127.0, 7: 63.0}
+_ZERO_POINTS = {8: 128, 7: 64}
 _CHUNK_ROWS = 16384
 
 
@@ -43,18 +51,23 @@ class Int8Linear(nn.Module):
     """A Linear with int8 weights (per output channel) whose inputs are quantized per row.
 
     `passes=2` also quantizes what the first int8 pass rounded away (the rounding residual, in
-    [-0.5, 0.5] of a step, times 254) and runs both through one kernel call as 2x the rows: ~15-bit
-    inputs, so the error is the weights' alone, for one more pass over the same packed weights.
+    [-0.5, 0.5] of a step, times 2L) and runs both through one kernel call as 2x the rows: ~15-bit
+    inputs (~13 with 7-bit ones), so the error is the weights' alone, for one more pass over the same
+    packed weights. `bits` is the inputs' width per pass (default: what this CPU's kernel sums exactly).
     Computes in fp32 and returns the input's dtype. The bias, if any, is added in fp32 afterwards.
     """
 
-    def __init__(self, linear: nn.Linear, passes: int = 1) -> None:
+    def __init__(self, linear: nn.Linear, passes: int = 1, bits: int | None = None) -> None:
         super().__init__()
         if passes not in (1, 2):
             raise ValueError(f"passes must be 1 or 2, got {passes}")
+        bits = require_kernel() if bits is None else bits
+        if bits not in INPUT_LEVELS:
+            raise ValueError(f"bits must be one of {sorted(INPUT_LEVELS)}, got {bits}")
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.passes = passes
+        self.bits = bits
         weight = linear.weight.detach()
         ints = torch.empty(weight.shape, dtype=torch.int8)
         scales = torch.empty(self.out_features, dtype=torch.float64)
@@ -63,27 +76,24 @@ class Int8Linear(nn.Module):
             step = (rows.abs().amax(dim=1) / 127.0).clamp_(min=1e-12)
             ints[start : start + _CHUNK_ROWS] = rows.div(step[:, None]).round_().to(torch.int8)
             scales[start : start + _CHUNK_ROWS] = step
-        zero_points = torch.zeros(self.out_features, dtype=torch.long)
-        with warnings.catch_warnings():  # quantized tensors are deprecated, but fbgemm's packing takes one
-            warnings.simplefilter("ignore")
-            qweight = torch._make_per_channel_quantized_tensor(ints, scales, zero_points, 0)
-            self._packed = torch.ops.quantized.linear_prepack(qweight, None)
+        self._packed = pack_int8(ints, scales)
         bias = None if linear.bias is None else linear.bias.detach().float().clone()
         self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
-        # each row scaled to [-127, 127]: the kernel's fixed input quantization (scale 1, zero point 128)
+        levels = INPUT_LEVELS[self.bits]
+        # each row scaled to [-L, L]: the kernel's fixed input quantization (scale 1, its zero point)
         # then rounds it to the nearest integer, whatever the other rows hold
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30).div_(_ROW_LEVELS)
+        scale = rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30).div_(levels)
         scaled = rows / scale
         if self.passes == 1:
-            out = _int8_matmul(scaled, self._packed)
+            out = int8_matmul(scaled, self._packed, self.bits)
         else:
-            residual = scaled.sub(scaled.round()).mul_(2 * _ROW_LEVELS)
-            both = _int8_matmul(torch.cat([scaled, residual]), self._packed)
+            residual = scaled.sub(scaled.round()).mul_(2 * levels)
+            both = int8_matmul(torch.cat([scaled, residual]), self._packed, self.bits)
             n = rows.shape[0]
-            out = both[:n].add_(both[n:], alpha=1.0 / (2 * _ROW_LEVELS))
+            out = both[:n].add_(both[n:], alpha=1.0 / (2 * levels))
         out.mul_(scale)
         if self.bias is not None:
             out += self.bias
@@ -92,13 +102,57 @@ class Int8Linear(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"int8 weights per channel, inputs per row in {self.passes} pass(es)"
+            f"int8 weights per channel, {self.bits}-bit inputs per row in {self.passes} pass(es)"
         )
 
 
-def _int8_matmul(rows: torch.Tensor, packed: Any) -> torch.Tensor:
-    """fp32 rows already scaled to [-127, 127] -> fp32 (round(rows) @ W_int8.T) * weight scales."""
-    return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(rows, 1.0, _ROW_ZERO_POINT, packed)
+def pack_int8(ints: torch.Tensor, scales: torch.Tensor) -> Any:
+    """fbgemm's packed form of int8 weights [out, in] with one fp64 scale per output channel."""
+    zero_points = torch.zeros(ints.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # quantized tensors are deprecated, but fbgemm's packing takes one
+        warnings.simplefilter("ignore")
+        qweight = torch._make_per_channel_quantized_tensor(ints, scales, zero_points, 0)
+        return torch.ops.quantized.linear_prepack(qweight, None)
+
+
+def int8_matmul(rows: torch.Tensor, packed: Any, bits: int) -> torch.Tensor:
+    """fp32 rows already scaled to [-L, L] (L = INPUT_LEVELS[bits]) -> fp32 (round(rows) @ W_int8.T) * scales."""
+    return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(rows, 1.0, _ZERO_POINTS[bits], packed)
+
+
+@functools.cache
+def kernel_input_bits() -> int | None:
+    """The widest inputs this process's int8 kernel sums exactly (8 or 7), None if there is no such kernel.
+
+    Tried on the worst case, every input at the top of its range against weights of +127 and -127:
+    a saturating 16-bit pair sum shows at once. The kernel is the one fbgemm picks for this CPU under
+    this environment (FBGEMM_ENABLE_INSTRUCTIONS), which the CPU's flags alone can't tell.
+    """
+    weight = torch.full((2, 64), 127, dtype=torch.int8)
+    weight[1] = -127
+    try:
+        packed = pack_int8(weight, torch.ones(2, dtype=torch.float64))
+        for bits in sorted(INPUT_LEVELS, reverse=True):
+            for sign in (1.0, -1.0):
+                rows = torch.full((1, 64), sign * INPUT_LEVELS[bits])
+                if not torch.equal(int8_matmul(rows, packed, bits), rows @ weight.float().T):
+                    break
+            else:
+                return bits
+    except (RuntimeError, NotImplementedError) as exc:  # a torch without fbgemm (e.g. on ARM)
+        logger.info("no int8 kernel in this torch build: %s", exc)
+    return None
+
+
+def require_kernel() -> int:
+    """kernel_input_bits(), or a clear refusal where no int8 kernel here is exact."""
+    bits = kernel_input_bits()
+    if bits is None:
+        raise ValueError(
+            "--quantize int8 needs fbgemm's int8 kernel (x86 CPUs), and this torch build has none that "
+            "sums exactly on this CPU; serve unquantized (--quantize none)"
+        )
+    return bits
 
 
 def _cast_output(dtype: torch.dtype):
@@ -119,16 +173,17 @@ def quantize_int8(model: Any, dtype: torch.dtype = torch.float32) -> Any:
 
     if model.device.type != "cpu":
         raise ValueError(f"--quantize int8 runs on the CPU; the model is on {model.device}")
+    bits = require_kernel()
     # quantize straight from the checkpoint's weights, then cast what is left: never a whole fp32 model
     embed = model.get_input_embeddings()
-    model.set_output_embeddings(Int8Linear(model.get_output_embeddings(), passes=PASSES))
+    model.set_output_embeddings(Int8Linear(model.get_output_embeddings(), PASSES, bits))
     model.config.tie_word_embeddings = False  # the lm_head is int8 now; the embedding keeps its own table
     config = LoraConfig(r=1, lora_alpha=1, target_modules=list(TARGETS), lora_dropout=0.0)
     peft_model = get_peft_model(model, config, adapter_name=PLACEHOLDER)
     count = 0
     for module in peft_model.modules():
         if isinstance(module, LoraLayer) and isinstance(module.base_layer, nn.Linear):
-            module.base_layer = Int8Linear(module.base_layer, passes=PASSES)
+            module.base_layer = Int8Linear(module.base_layer, PASSES, bits)
             count += 1
     for param in peft_model.parameters():  # parameters only: rotary frequencies stay fp32 buffers
         if param is not embed.weight:
@@ -137,9 +192,12 @@ def quantize_int8(model: Any, dtype: torch.dtype = torch.float32) -> Any:
         embed.register_forward_hook(_cast_output(dtype))
     peft_model.eval()
     peft_model.requires_grad_(False)
-    if not _has_vnni():
-        logger.warning("this CPU lacks AVX-512 VNNI / AVX-VNNI: int8 matmuls may saturate; consider --quantize none")
-    logger.info("int8 base: %d projections and the lm_head quantized per channel, the rest in %s", count, dtype)
+    logger.info(
+        "int8 base: %d projections and the lm_head quantized per channel (%d-bit inputs), the rest in %s",
+        count,
+        bits,
+        dtype,
+    )
     return peft_model
 
 
@@ -151,11 +209,3 @@ def refusal(key: str, path: Path) -> str:
         "own loader (DoRA, rank or alpha patterns, LoRA biases, modules_to_save, other target modules or "
         "another PEFT type); serve it on an unquantized base (--quantize none)"
     )
-
-
-def _has_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return True  # can't tell; don't cry wolf
-    return "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags

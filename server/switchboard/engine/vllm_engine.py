@@ -19,14 +19,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..errors import AdapterIncompatible, EngineFailure, InvalidRequest, Overloaded
+from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest
 
 logger = logging.getLogger(__name__)
 
 # vLLM accepts only these values for max_lora_rank; the configured maximum is rounded up to one.
 _VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-_DTYPES = {"auto": "bfloat16", "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
 def vllm_lora_rank(max_rank: int) -> int:
@@ -55,7 +57,9 @@ class VLLMEngine:
     ) -> None:
         self.model_dir = Path(model_dir)
         self.model_id = model_id
-        self.dtype = _DTYPES[dtype]
+        self.dtype = dtype  # auto is resolved in load_model, once vLLM's platform (CPU or GPU) is known
+        self.dtype_reason = f"dtype {dtype} as configured"
+        self.device = "unknown"
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self._max_model_len_cap = max_model_len
@@ -72,11 +76,27 @@ class VLLMEngine:
         self._pending = 0
         self._failure: BaseException | None = None
 
+    def describe(self) -> dict[str, str]:
+        return {
+            "engine": "vllm",
+            "device": self.device,
+            "dtype": self.dtype,
+            "quantize": str(self.engine_args.get("quantization") or "none"),
+            "dtype_reason": self.dtype_reason,
+        }
+
     # ---------------------------------------------------------------- lifecycle
     def load_model(self) -> None:
         """Read the tokenizer and config; vLLM itself starts in `start` (it needs the event loop)."""
         from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+        from vllm.platforms import current_platform
 
+        self.device = str(current_platform.device_type)
+        if self.dtype == "auto" and current_platform.is_cpu():  # the CPU's rule, as the hf engine's
+            resolved, self.dtype_reason = serving_dtype("auto", torch.device("cpu"))
+            self.dtype = str(resolved).removeprefix("torch.")
+        elif self.dtype == "auto":  # the checkpoint's dtype, fp16 where the GPU lacks bf16
+            self.dtype_reason = f"auto: vLLM's choice on {self.device}"
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         config = AutoConfig.from_pretrained(self.model_dir)
         text_config = getattr(config, "text_config", config)
