@@ -1,15 +1,17 @@
-"""CPU int8 base (`--quantize int8`) vs the bf16 base in the hf engine, side by side in one run.
+"""The hf engine's serving dtypes side by side in one run: bf16, fp32 and the int8 base (`--quantize int8`).
 
-Three measures, all on the scenario adapters (adapters/pre-sales, after-sales, marketing) and their held-out
-dialogues (adapters/datasets/SCENARIO/heldout.jsonl):
+What `dtype: auto` decides from (docs/engine.md). Three measures, all on the scenario adapters
+(adapters/pre-sales, after-sales, marketing) and their held-out dialogues
+(adapters/datasets/SCENARIO/heldout.jsonl), each dtype against fp32, the exact reference:
 1. greedy agreement: the first `--prompts` held-out questions per scenario, answered greedily (up to
-   `--max-tokens`, stopping at EOS) with that scenario's adapter, int8 vs bf16: the share of positions that
-   agree before the first divergence (common prefix / longer answer), and the share of identical answers;
-2. held-out loss of each scenario adapter on its whole held-out set (trainer's `assistant_loss`), int8 vs bf16;
+   `--max-tokens`, stopping at EOS) with that scenario's adapter: the share of positions that agree
+   before the first divergence (common prefix / longer answer), and the share of identical answers;
+2. held-out loss of each scenario adapter on its whole held-out set (trainer's `assistant_loss`), and
+   the share of held-out answer positions where the most likely next token is fp32's;
 3. speed: output tok/s (prefill included) for B concurrent requests (rows round-robin over the base and the
-   3 adapters, `--max-tokens` each with ignore_eos), int8 and bf16 interleaved per repeat, medians.
-`--fp32` adds the unquantized fp32 model to 1. and 2.: how far bf16 alone is from fp32 (the int8 base runs its
-non-int8 parts in fp32). Prints ratios; never asserts a speed. Usage: `python loadtests/bench_quantize.py [--quick]`.
+   3 adapters, so B = 1 is the bare base; `--max-tokens` each with ignore_eos), all dtypes interleaved per
+   repeat, medians, and each dtype's ratio to the one `auto` picks on this CPU; RSS growth at load.
+Prints ratios; never asserts a speed. Usage: `python loadtests/bench_dtype.py [--quick] [--kinds bf16,fp32,int8]`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = ("pre-sales", "after-sales", "marketing")
 ROW_ADAPTERS = (None, *SCENARIOS)  # speed runs: request i uses ROW_ADAPTERS[i % 4]
+KINDS: dict[str, dict[str, str]] = {
+    "bf16": {"dtype": "bfloat16"},
+    "fp32": {"dtype": "float32"},
+    "int8": {"quantize": "int8"},  # fp32 around the int8 matmuls
+}
+REFERENCE = "fp32"  # what agreement and losses are measured against
+
+
+def auto_kind() -> str:
+    """The kind `--dtype auto` serves on this CPU."""
+    from switchboard.hardware import serving_dtype
+
+    return "bf16" if serving_dtype("auto", torch.device("cpu"))[0] == torch.bfloat16 else "fp32"
 
 
 def build_engines(args: argparse.Namespace) -> dict[str, Any]:
@@ -38,11 +53,9 @@ def build_engines(args: argparse.Namespace) -> dict[str, Any]:
     from switchboard.models import resolve_model_dir
 
     model_dir = resolve_model_dir(args.model, args.cache_dir)
-    kinds = {"bf16": {"dtype": "bfloat16"}, "int8": {"quantize": "int8"}}
-    if args.fp32:
-        kinds["fp32"] = {"dtype": "float32"}
     engines = {}
-    for name, kw in kinds.items():
+    for name in args.kinds:
+        kw = KINDS[name]
         started, rss = time.perf_counter(), rss_mib()
         engine = HFEngine(model_dir, model_id=name, max_batch_size=64, max_queue=10_000, **kw)
         engine.load_model()
@@ -126,8 +139,9 @@ def next_token_agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 async def speed(engines: dict[str, Any], prompts: list[list[int]], args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    auto = auto_kind()
     for batch in args.batch_sizes:
-        runs: dict[str, list[float]] = {"bf16": [], "int8": []}
+        runs: dict[str, list[float]] = {name: [] for name in engines}
         for repeat in range(-1, args.repeats):  # repeat -1 warms each engine up at this batch size
             for name in runs:
                 jobs = [
@@ -140,9 +154,11 @@ async def speed(engines: dict[str, Any], prompts: list[list[int]], args: argpars
                 if repeat >= 0:
                     runs[name].append(tokens / (time.perf_counter() - started))
         med = {name: statistics.median(v) for name, v in runs.items()}
-        out[str(batch)] = {"runs": runs, "median": med, "ratio": med["int8"] / med["bf16"]}
-        ratio = med["int8"] / med["bf16"]
-        print(f"batch {batch}: int8 {med['int8']:.1f} tok/s, bf16 {med['bf16']:.1f}, int8/bf16 {ratio:.2f}")
+        ratio = {name: v / med[auto] for name, v in med.items()} if auto in med else {}
+        out[str(batch)] = {"runs": runs, "median": med, f"ratio_to_{auto}": ratio}
+        cells = ", ".join(f"{name} {v:.1f}" for name, v in med.items())
+        ratios = ", ".join(f"{name}/{auto} {r:.2f}" for name, r in ratio.items() if name != auto)
+        print(f"batch {batch} tok/s: {cells}; {ratios}")
     return out
 
 
@@ -152,43 +168,37 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     engines = build_engines(args)
     for engine in engines.values():
         await engine.start()
+    ref = REFERENCE if REFERENCE in engines else next(iter(engines))
+    others = [name for name in engines if name != ref]
     try:
-        tokenizer = engines["bf16"].tokenizer
+        tokenizer = engines[ref].tokenizer
         heldout = {s: read_heldout(args.datasets / s / "heldout.jsonl", None) for s in SCENARIOS}
         prompts = [(s, prompt_ids(tokenizer, rows[:-1])) for s in SCENARIOS for rows in heldout[s][: args.prompts]]
         started = time.perf_counter()
         answers = {name: await greedy_answers(e, prompts, args.max_tokens) for name, e in engines.items()}
-        agree = {name: agreement(answers[name], answers["bf16"]) for name in engines if name != "bf16"}
-        by_scenario = {
-            s: agreement(*[of_scenario(prompts, answers[n], s) for n in ("int8", "bf16")]) for s in SCENARIOS
-        }
-        if "fp32" in engines:
-            agree["int8 vs fp32"] = agreement(answers["int8"], answers["fp32"])
+        agree = {name: agreement(answers[name], answers[ref]) for name in others}
         for name, a in agree.items():
-            pair = name if " vs " in name else f"{name} vs bf16"
-            print(f"greedy agreement {pair}: prefix {a['prefix']:.3f}, exact {a['exact']:.3f}")
+            print(f"greedy agreement {name} vs {ref}: prefix {a['prefix']:.3f}, exact {a['exact']:.3f}")
         print(f"  (agreement took {time.perf_counter() - started:.0f}s)", file=sys.stderr)
         loss_rows = args.loss_rows or None
         encoded = {s: encode_dialogues(tokenizer, rows[:loss_rows]) for s, rows in heldout.items()}
         scored = {name: losses(e, encoded) for name, e in engines.items()}
         loss = {name: v[0] for name, v in scored.items()}
-        next_token = {n: next_token_agreement(scored[n][1], scored["bf16"][1]) for n in engines if n != "bf16"}
-        if "fp32" in engines:
-            next_token["int8 vs fp32"] = next_token_agreement(scored["int8"][1], scored["fp32"][1])
+        next_token = {name: next_token_agreement(scored[name][1], scored[ref][1]) for name in others}
         for name, value in next_token.items():
-            pair = name if " vs " in name else f"{name} vs bf16"
-            print(f"next-token agreement (teacher-forced, held-out answers) {pair}: {value:.3f}")
+            print(f"next-token agreement (teacher-forced, held-out answers) {name} vs {ref}: {value:.3f}")
         for s in SCENARIOS:
             cells = ", ".join(f"{name} {loss[name][s]:.4f}" for name in engines)
-            print(f"held-out loss {s}: {cells}; int8 - bf16 = {loss['int8'][s] - loss['bf16'][s]:+.4f}")
+            print(f"held-out loss {s}: {cells}")
         speed_prompts = [p for _, p in prompts]
         fast = await speed(engines, speed_prompts, args)
     finally:
         for engine in engines.values():
             await engine.shutdown()
     return {
+        "reference": ref,
+        "auto": auto_kind(),
         "agreement": agree,
-        "agreement_by_scenario_int8": by_scenario,
         "loss": loss,
         "next_token_agreement": next_token,
         "speed": fast,
@@ -196,6 +206,33 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "answer_tokens": {n: sum(len(a) for a in v) / len(v) for n, v in answers.items()},
         "prompt_tokens": (min(len(p) for p in speed_prompts), max(len(p) for p in speed_prompts)),
     }
+
+
+def table(result: dict[str, Any]) -> str:
+    """The markdown table docs/engine.md shows: tok/s at each batch size, ratio to auto's pick, RSS, agreement."""
+    auto, speed = result["auto"], result["speed"]
+    batches = list(speed)
+    head = [f"{'serial base' if b == '1' else f'{b} concurrent mixed'} tok/s" for b in batches]
+    rows = [
+        "| dtype | " + " | ".join(head) + " | RSS growth at load | next-token agreement with fp32 |",
+        "|---|" + "---|" * (len(batches) + 2),
+    ]
+    for name, load in result["load"].items():
+        cells = []
+        for b in batches:
+            value = speed[b]["median"][name]
+            ratio = speed[b].get(f"ratio_to_{auto}", {}).get(name)
+            cells.append(f"{value:.1f}" + (f" ({ratio:.2f}×)" if ratio is not None and name != auto else ""))
+        agree = result["next_token_agreement"].get(name)
+        mark = " (auto)" if name == auto else ""
+        rows.append(
+            f"| {name}{mark} | "
+            + " | ".join(cells)
+            + f" | {load['rss_growth_mib'] / 1024:.2f} GB | "
+            + (f"{agree:.3f}" if agree is not None else "reference")
+            + " |"
+        )
+    return "\n".join(rows)
 
 
 def parse_args() -> argparse.Namespace:
@@ -209,7 +246,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, help="greedy tokens per answer and per speed request (default 64)")
     parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], help="default 1,8,16")
     parser.add_argument("--repeats", type=int, help="speed repeats per batch size, median reported (default 3)")
-    parser.add_argument("--fp32", action="store_true", help="also run the unquantized fp32 model as a reference")
+    parser.add_argument(
+        "--kinds",
+        type=lambda s: s.split(","),
+        default=list(KINDS),
+        help="dtypes to compare, of bf16,fp32,int8 (default all three)",
+    )
     parser.add_argument("--quick", action="store_true", help="CI smoke run: small defaults, about a minute")
     args = parser.parse_args()
     defaults = {"prompts": 2, "loss_rows": 2, "max_tokens": 8, "batch_sizes": [1, 4], "repeats": 1} if args.quick else {
@@ -225,17 +267,19 @@ def main() -> int:
     result["setting"] = {
         **{k: getattr(args, k) for k in ("model", "prompts", "loss_rows", "max_tokens", "batch_sizes", "repeats")},
         "date": time.strftime("%Y-%m-%d"),
-        "cpu": bb.cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "loadavg_before_after": (load_before, os.getloadavg()),  # other work on the machine skews the figures
         "command": shlex.join(["python", *sys.argv]),
         "commit": bb.git_commit(),
     }
-    ratios = ", ".join(f"batch {b}: {v['ratio']:.2f}" for b, v in result["speed"].items())
-    print(f"int8 / bf16 output tok/s: {ratios}")
+    from switchboard.hardware import cpu_info
+
+    result["setting"]["cpu"] = cpu_info().as_dict()
+    print(f"auto serves {result['auto']} on this CPU: {cpu_info().summary()}")
+    print(table(result))
     bb.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = bb.RESULTS_DIR / f"quantize-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = bb.RESULTS_DIR / f"dtype-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     print(f"wrote {out.relative_to(REPO)}", file=sys.stderr)
     return 0

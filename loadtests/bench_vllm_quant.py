@@ -94,7 +94,7 @@ def child(python: str, *args: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench_quantize import agreement  # torch only here, in the driver; the children need neither
+    from bench_dtype import agreement  # torch only here, in the driver; the children need neither
     from switchboard.config import load_settings
     from switchboard.models import resolve_model_dir
     from switchboard_trainer.evaluate import read_heldout
