@@ -29,19 +29,10 @@ CONFIGS = [REPO / "adapters" / "configs" / f"{name}.yaml" for name in ("after-sa
 
 def batches(config: Any, tokenizer: Any, count: int) -> list[dict[str, torch.Tensor]]:
     """The config's first `count` training batches, padded as the trainer's collator pads them."""
-    from switchboard_trainer.data import load_dataset
-    from switchboard_trainer.train import _features
+    from switchboard_trainer.train import _features, config_dataset
     from transformers import DataCollatorForSeq2Seq
 
-    data = load_dataset(
-        config.data_files(),
-        tokenizer,
-        config.max_seq_len,
-        config.eval_split,
-        config.seed,
-        config.max_bad_fraction,
-        config.eval_data,
-    )
+    data = config_dataset(config, tokenizer)
     collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     rows = _features(data.train)
     size = config.batch_size

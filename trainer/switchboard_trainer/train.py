@@ -84,6 +84,19 @@ def _versions() -> dict[str, str]:
     }
 
 
+def config_dataset(config: TrainConfig, tokenizer: Any) -> Dataset:
+    """The config's training and eval rows, tokenized; bad rows listed, not raised (up to max_bad_fraction)."""
+    return load_dataset(
+        config.data_files(),
+        tokenizer,
+        config.max_seq_len,
+        config.eval_split,
+        config.seed,
+        config.max_bad_fraction,
+        config.eval_data,
+    )
+
+
 def lora_model(config: TrainConfig, model_dir: Path, base_info: Any) -> Any:
     """The fp32 base model with trainable LoRA weights: new ones, or `init_adapter`'s to continue."""
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -139,15 +152,7 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
         raise TrainError(f"base model {config.base_model} has no chat template; set one in {model_dir}")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    data = load_dataset(
-        config.data_files(),
-        tokenizer,
-        config.max_seq_len,
-        config.eval_split,
-        config.seed,
-        config.max_bad_fraction,
-        config.eval_data,
-    )
+    data = config_dataset(config, tokenizer)
     for row in data.bad:
         print(f"switchboard train: skipping bad row {row}", file=sys.stderr)
     print(
