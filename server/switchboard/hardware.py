@@ -13,7 +13,6 @@ int8 kernel itself, not just the CPU's flags.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,6 @@ from typing import Any
 import torch
 
 from .engine.quant import kernel_input_bits
-
-logger = logging.getLogger(__name__)
 
 # The flags that decide dtypes and kernels, in /proc/cpuinfo's spelling.
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
@@ -114,17 +111,13 @@ def serving_dtype(requested: str, device: torch.device) -> tuple[torch.dtype, st
 
 
 def training_bf16(requested: bool | str, cuda: bool) -> tuple[bool, str]:
-    """Whether the trainer autocasts to bf16 and why: `auto` does where it is native (a bf16 GPU, a CPU
-    with avx512_bf16/AMX); emulated bf16 on an AVX2 CPU is many times slower than fp32 (docs/training.md)."""
+    """Whether the trainer autocasts to bf16 and why: `auto` does where serving_dtype would pick bf16
+    (a bf16 GPU, a CPU with avx512_bf16/AMX); emulated bf16 on an AVX2 CPU is many times slower than
+    fp32 (docs/training.md)."""
     if requested != "auto":
         return bool(requested), f"bf16 {str(bool(requested)).lower()} as configured"
-    if cuda:
-        native = torch.cuda.is_bf16_supported()
-        return native, f"auto: bf16 {'on' if native else 'off'} ({torch.cuda.get_device_name()})"
-    cpu = cpu_info()
-    if cpu.native_bf16:
-        return True, f"auto: bf16 autocast on a CPU with native bf16 ({cpu.summary()})"
-    return False, f"auto: fp32, as this CPU has no native bf16 ({cpu.summary()})"
+    dtype, why = serving_dtype("auto", torch.device("cuda" if cuda else "cpu"))
+    return dtype == torch.bfloat16, why
 
 
 def _read_cpuinfo() -> tuple[str, tuple[str, ...]]:
