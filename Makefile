@@ -48,6 +48,7 @@ $(VLLM_VENV)/.installed: pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) loadtests/bench_batching.py $(ARGS)

@@ -17,10 +17,6 @@ def flags() -> dict[str, str]:
         if action.dest in Settings.model_fields and action.option_strings:
             metavar = f" {action.metavar}" if action.metavar else ""
             out[action.dest] = action.option_strings[0] + metavar
-    out["adapters"] = "--adapter NAME=DIR"
-    out["adapter_roots"] = "--adapter-root DIR"
-    out["api_keys"] = "--api-key KEY"
-    out["engine_args"] = "--engine-arg KEY=VALUE"
     return out
 
 
@@ -31,8 +27,7 @@ def render() -> str:
         default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
         if name == "cache_dir":
             default = "~/.cache/switchboard"
-        flag = f"`{known[name]}`" if name in known else "(file/env only)"
-        rows.append(f"| `{name}` | {flag} | `{default!s}` | {field.description} |")
+        rows.append(f"| `{name}` | `{known[name]}` | `{default!s}` | {field.description} |")
     head = (DOCS / "configuration.head.md").read_text()
     tail = (DOCS / "configuration.tail.md").read_text()
     return head + "\n".join(rows) + "\n" + tail

@@ -67,7 +67,25 @@ def test_cli_flags_parse():
             "8123",
         ]
     )
-    assert args.adapter == [("a", "/x"), ("b", "/y")] and args.port == 8123 and args.api_key == ["k1"]
+    assert args.adapters == [("a", "/x"), ("b", "/y")] and args.port == 8123 and args.api_keys == ["k1"]
+
+
+def test_every_setting_has_a_flag_that_sets_it():
+    """The serve flags are generated from Settings: each field is one flag, and a flag reaches the field."""
+    from switchboard.cli import settings_overrides
+
+    args = build_parser().parse_args(
+        ["serve", "--served-model-name", "shop-bot", "--max-queue", "7", "--no-watch-adapter-dir"]
+        + ["--route", "{adapter: a, header: X-S}", "--watch-interval-s", "0.5", "--engine-arg", "enforce-eager=true"]
+    )
+    settings = load_settings(None, **settings_overrides(args))
+    assert settings.served_model_name == "shop-bot" and settings.max_queue == 7
+    assert settings.watch_adapter_dir is False and settings.watch_interval_s == 0.5
+    assert settings.routes[0].adapter == "a" and settings.routes[0].header == "X-S"
+    assert settings.engine_args == {"enforce_eager": True}
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    dests = {a.dest for a in serve._actions if a.option_strings}
+    assert set(Settings.model_fields) <= dests
 
 
 def test_every_setting_is_described_and_documented():

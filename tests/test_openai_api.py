@@ -267,10 +267,15 @@ def test_client_disconnect_cancels_row(tiny_server: Server):
 
 
 def test_health_and_ready(tiny_server: Server):
+    from importlib.metadata import version
+
     from switchboard.hardware import cpu_info
 
     health = httpx.get(f"{tiny_server.url}/health").json()
     assert health["status"] == "ok" and health["cpu"] == cpu_info().as_dict()
+    # one version source: the package metadata, in /health and in the OpenAPI info
+    assert health["version"] == version("switchboard")
+    assert httpx.get(f"{tiny_server.url}/openapi.json").json()["info"]["version"] == version("switchboard")
     assert health["engine"] == {
         "engine": "hf",
         "device": "cpu",

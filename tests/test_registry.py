@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from switchboard.errors import AdapterNotFound, Conflict
+from switchboard.experiments import Experiment
 from switchboard.registry import AdapterRef, Registry
 from switchboard.registry.store import JsonStore
 
@@ -41,12 +42,30 @@ def test_state_survives_a_new_process(tmp_path: Path):
     reg = Registry(JsonStore(tmp_path))
     reg.add("sales", Path("/a"), pinned=True)
     reg.add("sales", Path("/b"), alias="prod")
-    reg.save_extra("experiments", {"exp": {"variants": {"sales@v1": 1}}})
+    reg.set_experiment("exp", Experiment({"sales@v1": 1.0}))
     again = Registry(JsonStore(tmp_path))
     assert again.describe() == reg.describe()
     assert again.aliases() == {"prod": "sales@v2"}
     assert again.entry(AdapterRef("sales", "v1")).pinned is True
-    assert again.extra["experiments"]["exp"]["variants"] == {"sales@v1": 1}
+    assert again.experiment("exp") == reg.experiment("exp")
+    assert again.experiment("exp").variants == {"sales@v1": 1.0}
+
+
+def test_state_files_from_before_the_experiments_section_still_load(tmp_path: Path):
+    """Up to 0.3.1 experiments were stored under "extra"; such a file loads with its experiments."""
+    old = {
+        "format": 1,
+        "adapters": {"sales": {"current": "v1", "counter": 1, "versions": {"v1": {"path": "/a", "created": 1.0}}}},
+        "aliases": {},
+        "alias_history": {},
+        "extra": {"experiments": {"exp": {"variants": {"sales@v1": 1}, "sticky": "none", "updated": 2.0}}},
+    }
+    (tmp_path / "registry.json").write_text(json.dumps(old))
+    reg = Registry(JsonStore(tmp_path))
+    assert reg.experiment("exp") == Experiment({"sales@v1": 1.0}, "none", 2.0)
+    reg.add("sales", Path("/b"))  # the next write stores the experiments in their own section
+    data = json.loads((tmp_path / "registry.json").read_text())
+    assert "extra" not in data and data["experiments"]["exp"]["sticky"] == "none"
 
 
 def test_failed_write_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +47,70 @@ def error_message(resp: httpx.Response) -> str:
 def admin_headers(key: str | None) -> dict[str, str]:
     key = key or os.environ.get("SWITCHBOARD_ADMIN_KEY")
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+class AdminError(Exception):
+    """A request to the admin API failed: `status` 0 when the server could not be reached."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class AdminClient:
+    """The admin API over HTTP: one method per call, the JSON answer back, AdminError on failure.
+    Used by `switchboard adapters|experiments` and by `switchboard train --register`."""
+
+    def __init__(self, url: str, key: str | None = None, timeout: float = 300) -> None:
+        self.url = url.rstrip("/")
+        self.headers = admin_headers(key)
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            resp = httpx.request(method, self.url + path, json=body, headers=self.headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise AdminError(0, f"cannot reach {self.url}: {exc}") from exc
+        if resp.status_code >= 400:
+            raise AdminError(resp.status_code, error_message(resp))
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def adapters(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/adapters")
+
+    def register(
+        self,
+        name: str,
+        path: str | Path,
+        version: str | None = None,
+        alias: str | None = None,
+        pinned: bool = False,
+    ) -> dict[str, Any]:
+        """Register the PEFT dir at `path` (made absolute here) as a new version of `name`."""
+        body = {"name": name, "path": os.path.abspath(path), "version": version, "alias": alias, "pinned": pinned}
+        return self._call("POST", "/admin/adapters", {k: v for k, v in body.items() if v is not None})
+
+    def remove(self, ref: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/admin/adapters/{ref}")
+
+    def promote(self, alias: str, target: str) -> dict[str, Any]:
+        return self._call("PUT", f"/admin/aliases/{alias}", {"target": target})
+
+    def rollback(self, alias: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/aliases/{alias}/rollback")
+
+    def experiment_report(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/admin/experiments/{name}")
+
+
+def _fail(exc: AdminError) -> int:
+    if exc.status == 0:
+        print(f"switchboard: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"switchboard: error {exc.status}: {exc.message}", file=sys.stderr)
+    return 1
 
 
 def add_experiments_parser(sub: Any) -> None:
@@ -106,16 +171,11 @@ def render_report(data: dict[str, Any]) -> str:
 
 
 def run_experiments(args: argparse.Namespace) -> int:
-    headers = admin_headers(args.admin_key)
     try:
-        resp = httpx.get(f"{args.url.rstrip('/')}/admin/experiments/{args.name}", headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        print(f"switchboard: cannot reach {args.url}: {exc}", file=sys.stderr)
-        return 2
-    if resp.status_code >= 400:
-        print(f"switchboard: error {resp.status_code}: {error_message(resp)}", file=sys.stderr)
-        return 1
-    print(render_report(resp.json()))
+        data = AdminClient(args.url, args.admin_key, timeout=60).experiment_report(args.name)
+    except AdminError as exc:
+        return _fail(exc)
+    print(render_report(data))
     return 0
 
 
@@ -149,44 +209,24 @@ def _render_list(data: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    headers = admin_headers(args.admin_key)
-    base = args.url.rstrip("/")
+    client = AdminClient(args.url, args.admin_key, timeout=120)
     command = args.adapters_command
     try:
-        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
-            if command == "list":
-                resp = client.get("/admin/adapters")
-            elif command == "add":
-                body = {
-                    "name": args.name,
-                    "path": os.path.abspath(args.path),
-                    "version": args.version,
-                    "alias": args.alias,
-                    "pinned": args.pinned,
-                }
-                resp = client.post("/admin/adapters", json={k: v for k, v in body.items() if v is not None})
-            elif command == "remove":
-                resp = client.delete(f"/admin/adapters/{args.ref}")
-            elif command == "promote":
-                resp = client.put(f"/admin/aliases/{args.alias}", json={"target": args.target})
-            else:
-                resp = client.post(f"/admin/aliases/{args.alias}/rollback")
-    except httpx.HTTPError as exc:
-        print(f"switchboard: cannot reach {base}: {exc}", file=sys.stderr)
-        return 2
-    if resp.status_code >= 400:
-        print(f"switchboard: error {resp.status_code}: {error_message(resp)}", file=sys.stderr)
-        return 1
-    data = resp.json()
-    if command == "list":
-        print(_render_list(data))
-    elif command == "add":
-        print(f"registered {data['ref']} from {data['path']}" + (f" (alias {data['alias']})" if data["alias"] else ""))
-    elif command == "remove":
-        print("removed " + ", ".join(data["removed"]))
-    elif command == "promote":
-        previous = f" (was {data['previous']})" if data["previous"] else ""
-        print(f"{data['alias']} -> {data['target']}{previous}")
-    else:
-        print(f"{data['alias']} -> {data['target']} (rolled back)")
+        if command == "list":
+            print(_render_list(client.adapters()))
+        elif command == "add":
+            data = client.register(args.name, args.path, args.version, args.alias, args.pinned)
+            alias = f" (alias {data['alias']})" if data["alias"] else ""
+            print(f"registered {data['ref']} from {data['path']}{alias}")
+        elif command == "remove":
+            print("removed " + ", ".join(client.remove(args.ref)["removed"]))
+        elif command == "promote":
+            data = client.promote(args.alias, args.target)
+            previous = f" (was {data['previous']})" if data["previous"] else ""
+            print(f"{data['alias']} -> {data['target']}{previous}")
+        else:
+            data = client.rollback(args.alias)
+            print(f"{data['alias']} -> {data['target']} (rolled back)")
+    except AdminError as exc:
+        return _fail(exc)
     return 0

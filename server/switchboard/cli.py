@@ -1,11 +1,17 @@
-"""The `switchboard` command: serve, model path."""
+"""The `switchboard` command: serve, adapters, experiments, train, eval, model path.
+
+`serve` has one flag per Settings field, generated from the field (help = its description)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
 
 from . import admin_client
 from .config import Settings, load_settings
@@ -23,12 +29,67 @@ def _parse_adapter(text: str) -> tuple[str, str]:
 
 
 def _parse_engine_arg(text: str) -> tuple[str, object]:
-    import yaml
-
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.replace("-", "_"), yaml.safe_load(value)
+
+
+def _parse_route(text: str) -> dict[str, Any]:
+    try:
+        rule = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping, got {text!r}: {exc}") from exc
+    if not isinstance(rule, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping like '{{adapter: x, header: X-S}}', got {text!r}")
+    return rule
+
+
+# Settings whose flag is repeated once per item: the flag's name (singular) and how one item is read.
+_REPEATED: dict[str, tuple[str, Callable[[str], Any], str | None]] = {
+    "adapters": ("--adapter", _parse_adapter, "NAME=DIR"),
+    "adapter_roots": ("--adapter-root", Path, "DIR"),
+    "api_keys": ("--api-key", str, "KEY"),
+    "engine_args": ("--engine-arg", _parse_engine_arg, "KEY=VALUE"),
+    "routes": ("--route", _parse_route, "YAML"),
+}
+
+
+def _scalar_type(annotation: Any) -> Callable[[str], Any]:
+    """The argparse `type` of a scalar setting: int, float, Path or str (Optional unwrapped)."""
+    candidates = [a for a in (get_args(annotation) or (annotation,)) if a is not type(None)]
+    for kind in (bool, int, float, Path):
+        if kind in candidates:
+            return kind
+    return str
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field, its help the field's description, its default None (= not given)."""
+    for name, field in Settings.model_fields.items():
+        help_text = field.description or ""
+        if name in _REPEATED:
+            flag, item, metavar = _REPEATED[name]
+            parser.add_argument(flag, dest=name, action="append", type=item, metavar=metavar, help=help_text)
+            continue
+        flag = "--" + name.replace("_", "-")
+        annotation = field.annotation
+        if get_origin(annotation) is Literal:
+            parser.add_argument(flag, dest=name, choices=list(get_args(annotation)), help=help_text)
+        elif _scalar_type(annotation) is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, type=_scalar_type(annotation), help=help_text)
+
+
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The Settings fields given as flags (repeated NAME=VALUE flags become mappings)."""
+    overrides: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = dict(value) if name in ("adapters", "engine_args") else value
+    return overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,32 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the OpenAI-compatible server")
     serve.add_argument("--config", type=Path, help="YAML config file (any setting below)")
-    serve.add_argument("--host", help=_field_help("host"))
-    serve.add_argument("--port", type=int, help=_field_help("port"))
-    serve.add_argument("--model", help=_field_help("model"))
-    serve.add_argument("--engine", choices=["hf", "vllm"], help=_field_help("engine"))
-    serve.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], help=_field_help("dtype"))
-    serve.add_argument("--quantize", choices=["none", "int8"], help=_field_help("quantize"))
-    serve.add_argument(
-        "--adapter", action="append", type=_parse_adapter, metavar="NAME=DIR", help=_field_help("adapters")
-    )
-    serve.add_argument("--adapter-dir", type=Path, help=_field_help("adapter_dir"))
-    serve.add_argument("--adapter-root", action="append", type=Path, help=_field_help("adapter_roots"))
-    serve.add_argument("--state-dir", type=Path, help=_field_help("state_dir"))
-    serve.add_argument("--cache-dir", type=Path, help=_field_help("cache_dir"))
-    serve.add_argument("--admin-key", help=_field_help("admin_key"))
-    serve.add_argument("--api-key", action="append", help=_field_help("api_keys"))
-    serve.add_argument("--default-adapter", help=_field_help("default_adapter"))
-    serve.add_argument("--max-resident-adapters", type=int, help=_field_help("max_resident_adapters"))
-    serve.add_argument("--max-lora-rank", type=int, help=_field_help("max_lora_rank"))
-    serve.add_argument("--max-loras", type=int, help=_field_help("max_loras"))
-    serve.add_argument(
-        "--engine-arg", action="append", type=_parse_engine_arg, metavar="KEY=VALUE", help=_field_help("engine_args")
-    )
-    serve.add_argument("--watch-adapter-dir", action="store_true", default=None, help=_field_help("watch_adapter_dir"))
-    serve.add_argument("--max-batch-size", type=int, help=_field_help("max_batch_size"))
-    serve.add_argument("--max-model-len", type=int, help=_field_help("max_model_len"))
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help=_field_help("log_level"))
+    add_settings_flags(serve)
 
     admin_client.add_parser(sub)
     admin_client.add_experiments_parser(sub)
@@ -78,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="adapter name for --register (default: the output dir's name)")
 
     ev = sub.add_parser("eval", help="compare the base model and the scenario adapters on held-out dialogues")
-    ev.add_argument("--model", default="gemma3-270m", help=_field_help("model"))
+    ev.add_argument("--model", default=Settings.model_fields["model"].default, help=_field_help("model"))
     ev.add_argument("--adapters-dir", type=Path, default=Path("adapters"), help="dir holding one adapter per scenario")
     ev.add_argument("--datasets", type=Path, default=Path("adapters/datasets"), help="scenario datasets + rubric.py")
     ev.add_argument(
@@ -105,30 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
 
-    overrides = {
-        "host": args.host,
-        "port": args.port,
-        "model": args.model,
-        "engine": args.engine,
-        "dtype": args.dtype,
-        "quantize": args.quantize,
-        "adapters": dict(args.adapter) if args.adapter else None,
-        "adapter_dir": args.adapter_dir,
-        "adapter_roots": args.adapter_root,
-        "state_dir": args.state_dir,
-        "cache_dir": args.cache_dir,
-        "admin_key": args.admin_key,
-        "api_keys": args.api_key,
-        "default_adapter": args.default_adapter,
-        "max_batch_size": args.max_batch_size,
-        "max_resident_adapters": args.max_resident_adapters,
-        "max_lora_rank": args.max_lora_rank,
-        "max_loras": args.max_loras,
-        "engine_args": dict(args.engine_arg) if args.engine_arg else None,
-        "watch_adapter_dir": args.watch_adapter_dir,
-        "max_model_len": args.max_model_len,
-        "log_level": args.log_level,
-    }
+    overrides = settings_overrides(args)
     settings = load_settings(args.config, **overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
@@ -177,12 +190,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import os
-
-    from switchboard_trainer.evaluate import evaluate, report
+    from .evaluate import evaluate, report
+    from .models import default_cache_dir
 
     names = args.eval_adapters or ["pre-sales", "after-sales", "marketing", "shop"]
-    cache = Path(os.environ.get("SWITCHBOARD_CACHE_DIR", Path.home() / ".cache" / "switchboard"))
+    cache = default_cache_dir()
     cells, info = evaluate(args.model, args.adapters_dir, args.datasets, names, args.limit, args.max_new_tokens, cache)
     text = report(cells, info)
     args.out.parent.mkdir(parents=True, exist_ok=True)

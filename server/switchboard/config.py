@@ -17,6 +17,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from .models import DEFAULT_CACHE_DIR
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_ADAPTER_DIR = REPO_ROOT / "adapters"
 
@@ -87,7 +89,7 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(default=Path("state"), description="Dir that holds the registry file.")
     cache_dir: Path = Field(
-        default=Path.home() / ".cache" / "switchboard",
+        default=DEFAULT_CACHE_DIR,
         description="Where the embedded default model is converted to a Hugging Face dir once.",
     )
     admin_key: SecretStr | None = Field(default=None, description="Bearer key for /admin; unset = admin API off.")
@@ -98,7 +100,10 @@ class Settings(BaseSettings):
         default=None,
         description="Adapter for requests whose model is the base id and that match no route rule.",
     )
-    routes: list[RouteRule] = Field(default_factory=list, description="Route rules, first match wins.")
+    routes: list[RouteRule] = Field(
+        default_factory=list,
+        description="Route rules, first match wins (CLI: repeated --route '{adapter: NAME, header: X-Scenario}').",
+    )
     max_resident_adapters: int = Field(
         default=64, ge=1, description="Most adapter versions loaded at once; least recently used are evicted."
     )

@@ -126,7 +126,7 @@ def _read_cpuinfo() -> tuple[str, tuple[str, ...]]:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         text = ""
-    model, present = "", set()
+    model, present = "", set[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "model name" and not model:

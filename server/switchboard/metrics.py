@@ -9,10 +9,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from .hardware import CpuInfo
+
+if TYPE_CHECKING:
+    from .routing import Route
 
 LABELS = ("adapter", "version", "experiment", "variant")
 # buckets that fit both a 2-core CPU (seconds) and a GPU (milliseconds)
@@ -71,7 +75,10 @@ class Metrics:
             "switchboard_adapter_load_seconds", "Time to load an adapter version.", buckets=LATENCY_BUCKETS, registry=r
         )
         self.registry_changes = Counter(
-            "switchboard_registry_changes", "Registry changes by action.", ["action"], registry=r
+            "switchboard_registry_changes",
+            "Registry changes by action: register, remove, alias, experiment.",
+            ["action"],
+            registry=r,
         )
         self.feedback = Counter("switchboard_feedback", "Feedback scores received.", LABELS, registry=r)
         self.feedback_score = Counter("switchboard_feedback_score", "Sum of feedback scores.", LABELS, registry=r)
@@ -113,6 +120,12 @@ class Metrics:
         with self._lock:
             self._used[(adapter, version)].add(values)
         return values
+
+    def route_labels(self, route: Route) -> tuple[str, ...]:
+        """The label values of a request served by `route` (the bare base: adapter `base`)."""
+        ref = route.ref
+        adapter, version = (ref.name, ref.version) if ref is not None else ("base", "")
+        return self.labels(adapter, version, route.experiment, route.variant)
 
     def forget(self, adapter: str, version: str) -> None:
         """Drop every series of a removed adapter version."""

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
+# where embedded models are converted once; SWITCHBOARD_CACHE_DIR moves it (Settings.cache_dir reads the same)
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "switchboard"
 CONVERSION_VERSION = "1"  # bump when the conversion recipe changes, so caches are rebuilt
 
 
@@ -73,6 +75,11 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 
 
+def default_cache_dir() -> Path:
+    """The cache dir for commands without Settings (eval, train): SWITCHBOARD_CACHE_DIR, else the default."""
+    return Path(os.environ.get("SWITCHBOARD_CACHE_DIR") or DEFAULT_CACHE_DIR)
+
+
 def is_embedded(model: str) -> bool:
     return model in EMBEDDED
 
@@ -92,7 +99,7 @@ def resolve_model_dir(model: str, cache_dir: Path) -> Path:
 
 
 @contextmanager
-def _file_lock(path: Path):
+def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -135,7 +142,7 @@ def _convert(spec: EmbeddedModel, target: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.bfloat16)
         # A GGUF-loaded model refuses save_pretrained while its gguf quantizer is attached; the
         # weights are already dequantized, so drop it.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as always set
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         if spec.chat_template:

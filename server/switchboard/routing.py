@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import RouteRule
-from .errors import AdapterNotFound
-from .experiments import Experiments
-from .registry import BASE, AdapterRef, Registry
+from .experiments import assign
+from .registry import BASE, AdapterRef, Registry, not_found
 
 ADAPTER_HEADER = "x-adapter"
 
@@ -39,14 +38,8 @@ class Route:
 
 class Router:
     def __init__(
-        self,
-        registry: Registry,
-        base_model_id: str,
-        rules: list[RouteRule],
-        default_adapter: str | None,
-        experiments: Experiments | None = None,
+        self, registry: Registry, base_model_id: str, rules: list[RouteRule], default_adapter: str | None
     ) -> None:
-        self.experiments = experiments
         self.registry = registry
         self.base_model_id = base_model_id
         self.rules = rules
@@ -58,12 +51,12 @@ class Router:
         ref = self.registry.lookup(text)
         if ref is not None:
             return Route(ref)
-        if self.experiments is not None and self.experiments.get(text) is not None:
-            ref, variant = self.experiments.assign(text, user)
+        experiment = self.registry.experiment(text)
+        if experiment is not None:
+            ref, variant = assign(text, experiment, user)
             return Route(ref, text, variant)
-        experiments = list(self.experiments.definitions()) if self.experiments is not None else []
-        available = ", ".join([self.base_model_id, *self.registry.available(), *experiments])
-        raise AdapterNotFound(f"adapter '{text}' not found; available: {available}", param=param)
+        available = [self.base_model_id, *self.registry.available(), *sorted(self.registry.experiments())]
+        raise not_found("adapter", text, available, param=param)
 
     def _rule_matches(self, rule: RouteRule, ctx: RouteContext) -> bool:
         if rule.path_prefix is not None and not ctx.path.startswith(rule.path_prefix):

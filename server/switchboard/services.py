@@ -1,42 +1,58 @@
-"""Services: what the HTTP layer talks to (settings, engine, registry, residency, router), and the
-registry operations the admin API, the vLLM-compatible API and the dir watcher share."""
+"""Services: what the HTTP layer, the dir watcher and start-up talk to (settings, engine, registry,
+residency, router, metrics, experiment statistics), and the one path for every registry change.
+
+Every change (register, unregister, alias, experiment) goes through `_change`: one lock, so changes
+apply one at a time; the registry's disk write off the event loop; and one count per action in
+`switchboard_registry_changes_total`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from .config import Settings
-from .engine.base import GenerationOutput, GenerationRequest
-from .experiments import Experiments
+from .engine.base import Engine, GenerationOutput, GenerationRequest
+from .engine.residency import Residency
+from .errors import SwitchboardError
+from .experiments import Experiment, ExperimentStats, Sticky, define
 from .metrics import Metrics
 from .registry import AdapterRef, Registry
-from .registry.residency import Residency
 from .routing import Router
 from .validation import BaseModelInfo, check_fits, read_adapter, validate_adapter
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 @dataclass
 class Services:
     settings: Settings
-    engine: Any
+    engine: Engine
     registry: Registry
     residency: Residency
     router: Router
     base_info: BaseModelInfo
     metrics: Metrics
-    experiments: Experiments
+    experiments: ExperimentStats
     started_at: int = field(default_factory=lambda: int(time.time()))
     ready: bool = False
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    async def _change(self, action: str, apply: Callable[[], T]) -> T:
+        """Apply one registry change (persisted by the registry before it is visible), counted."""
+        async with self.admin_lock:
+            result = await asyncio.to_thread(apply)
+            self.metrics.registry_changes.labels(action).inc()
+            return result
+
+    # ------------------------------------------------------------------ adapters
     async def register(
         self,
         name: str,
@@ -88,8 +104,69 @@ class Services:
             logger.info("removed adapter(s) %s", ", ".join(map(str, refs)))
             return refs
 
+    # ------------------------------------------------------------------ aliases
+    async def set_alias(self, alias: str, target: str) -> tuple[AdapterRef, str | None]:
+        """Point `alias` at `target` (name@version, or a name's current version); returns (ref, previous)."""
+        ref, previous = await self._change("alias", lambda: self.registry.set_alias(alias, target))
+        logger.info("alias %s -> %s (was %s)", alias, ref, previous)
+        return ref, previous
+
+    async def rollback_alias(self, alias: str) -> AdapterRef:
+        ref = await self._change("alias", lambda: self.registry.rollback_alias(alias))
+        logger.info("alias %s rolled back to %s", alias, ref)
+        return ref
+
+    async def delete_alias(self, alias: str) -> None:
+        await self._change("alias", lambda: self.registry.delete_alias(alias))
+        logger.info("alias %s deleted", alias)
+
+    # ------------------------------------------------------------------ experiments
+    async def put_experiment(self, name: str, variants: dict[str, float], sticky: Sticky) -> Experiment:
+        def apply() -> Experiment:
+            experiment = define(self.registry, name, variants, sticky)
+            self.registry.set_experiment(name, experiment)
+            return experiment
+
+        experiment = await self._change("experiment", apply)
+        logger.info("experiment %s: %s", name, experiment.variants)
+        return experiment
+
+    async def delete_experiment(self, name: str) -> None:
+        await self._change("experiment", lambda: self.registry.delete_experiment(name))
+        logger.info("experiment %s deleted", name)
+
+    # ------------------------------------------------------------------ serving
     async def generate(self, ref: AdapterRef | None, gen: GenerationRequest) -> AsyncIterator[GenerationOutput]:
         """The engine's stream for `gen`, holding `ref` resident (and reloading it if evicted) throughout."""
         async with self.residency.lease(ref):
             async for out in self.engine.generate(gen):
                 yield out
+
+    async def restore(self, adapters: dict[str, Path]) -> None:
+        """At start: bring back the persisted registry, (re)register the static `adapters` whose dir
+        changed, then load the current and pinned versions up to the budget (the rest load on first use)."""
+        registry, residency = self.registry, self.residency
+        for ref in registry.refs():
+            entry = registry.entry(ref)
+            if entry is not None:
+                residency.track(ref, entry.path, entry.pinned)
+        for name, path in adapters.items():
+            current = registry.current(name)
+            current_entry = registry.entry(current) if current else None
+            if current_entry is not None and current_entry.path == path.resolve():
+                continue
+            try:
+                await self.register(name, path, trusted=True)
+            except SwitchboardError as exc:
+                logger.error("not serving adapter %s: %s", name, exc.message)
+        warm = [r for r in registry.refs() if (entry := registry.entry(r)) is not None and entry.pinned]
+        warm += [c for c in (registry.current(n) for n in registry.names()) if c is not None and c not in warm]
+        for ref in warm[: residency.max_resident]:
+            entry = registry.entry(ref)
+            if entry is None or str(ref) in residency.resident():
+                continue
+            try:
+                await residency.load(ref, entry.path, entry.pinned)
+            except SwitchboardError as exc:
+                logger.error("adapter %s could not be loaded at start: %s", ref, exc.message)
+                residency.track(ref, entry.path, entry.pinned)

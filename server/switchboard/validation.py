@@ -95,6 +95,17 @@ def weights_hash(model_dir: Path) -> str:
     return value
 
 
+def peft_dirs(directory: Path) -> dict[str, Path]:
+    """Every PEFT adapter dir directly inside `directory` (not hidden), by dir name."""
+    if not directory.is_dir():
+        return {}
+    return {
+        child.name: child
+        for child in sorted(directory.iterdir())
+        if child.is_dir() and not child.name.startswith(".") and (child / "adapter_config.json").is_file()
+    }
+
+
 def check_location(path: str | Path, roots: list[Path]) -> Path:
     """The adapter dir, resolved, if it lies under one of `roots` (symlinks resolved)."""
     raw = Path(path)
@@ -205,7 +216,7 @@ def check_fits(info: AdapterInfo, base: BaseModelInfo, max_rank: int) -> None:
             f"({base.weights_hash[:12]}…)",
             code="base_model_mismatch",
         )
-    lora = {}
+    lora: dict[str, dict[str, tuple[int, ...]]] = {}
     for key, shape in info.tensors.items():
         match = _LORA_KEY.match(key)
         if match:

@@ -6,19 +6,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import SwitchboardError
+from .registry import Registry
+from .validation import peft_dirs
+
+if TYPE_CHECKING:
+    from .services import Services
 
 logger = logging.getLogger(__name__)
 
 
 class AdapterDirWatcher:
-    def __init__(self, services: Any, directory: Path, interval_s: float) -> None:
+    def __init__(self, services: Services, directory: Path, interval_s: float) -> None:
         self.services = services
         self.directory = Path(directory)
         self.interval_s = interval_s
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._failed: dict[str, float] = {}  # dir name -> mtime of a version that failed validation
 
     def start(self) -> None:
@@ -30,12 +35,7 @@ class AdapterDirWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def _scan(self) -> dict[str, tuple[Path, float]]:
-        found = {}
-        if self.directory.is_dir():
-            for child in self.directory.iterdir():
-                if child.is_dir() and not child.name.startswith(".") and (child / "adapter_config.json").is_file():
-                    found[child.name] = (child.resolve(), child.stat().st_mtime)
-        return found
+        return {name: (path.resolve(), path.stat().st_mtime) for name, path in peft_dirs(self.directory).items()}
 
     async def _run(self) -> None:
         while True:
@@ -68,7 +68,7 @@ class AdapterDirWatcher:
             except SwitchboardError as exc:
                 logger.error("could not unregister vanished adapter %s: %s", name, exc.message)
 
-    def _inside(self, registry: Any, name: str) -> bool:
+    def _inside(self, registry: Registry, name: str) -> bool:
         current = registry.current(name)
         entry = registry.entry(current) if current else None
         return entry is not None and entry.path.parent == self.directory.resolve()

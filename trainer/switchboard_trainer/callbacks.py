@@ -30,7 +30,7 @@ class CheckpointTrainer(Trainer):
 
 def complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first; incomplete leftovers are deleted."""
-    found = []
+    found: list[Path] = []
     if not checkpoint_dir.is_dir():
         return found
     for path in checkpoint_dir.glob("checkpoint-*"):

@@ -78,7 +78,7 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _paths(self) -> TrainConfig:
+    def _default_alpha(self) -> TrainConfig:
         if self.lora_alpha is None:
             self.lora_alpha = 2.0 * self.lora_rank
         return self
@@ -119,9 +119,9 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainCo
             problems.append(f"unknown key '{key}'{hint}")
     clean = {k: v for k, v in data.items() if k in known}
     for key in ("train_data_dir", "output_dir", "eval_data", "init_adapter"):  # metadata_path: see data_files
-        value = clean.get(key)
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            clean[key] = str((path.parent / value).resolve())
+        given = clean.get(key)
+        if isinstance(given, str) and given and not Path(given).is_absolute():
+            clean[key] = str((path.parent / given).resolve())
     if (
         isinstance(clean.get("base_model"), str)
         and "/" in clean["base_model"]

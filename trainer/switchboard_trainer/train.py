@@ -115,7 +115,7 @@ def lora_model(config: TrainConfig, model_dir: Path, base_info: Any) -> Any:
         return PeftModel.from_pretrained(model, str(config.init_adapter), is_trainable=True)
     lora = LoraConfig(
         r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
+        lora_alpha=config.lora_alpha,  # type: ignore[arg-type]  # PEFT says int; alpha / r works with any float
         lora_dropout=config.lora_dropout,
         target_modules=config.target_modules,
         task_type="CAUSAL_LM",
@@ -129,7 +129,7 @@ def lora_model(config: TrainConfig, model_dir: Path, base_info: Any) -> Any:
 def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
     """Train; return the output dir holding the adapter."""
     from switchboard.hardware import cpu_info, training_bf16
-    from switchboard.models import resolve_model_dir
+    from switchboard.models import default_cache_dir, resolve_model_dir
     from switchboard.validation import base_model_info, check_fits, read_adapter
     from transformers import (
         AutoTokenizer,
@@ -141,7 +141,7 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
 
     started = time.perf_counter()
     set_seed(config.seed)
-    cache = cache_dir or Path(os.environ.get("SWITCHBOARD_CACHE_DIR", Path.home() / ".cache" / "switchboard"))
+    cache = cache_dir or default_cache_dir()
     try:
         model_dir = resolve_model_dir(config.base_model, cache)
     except FileNotFoundError as exc:
@@ -217,7 +217,8 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
 
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".adapter-"))
     try:
-        trainer.model.save_pretrained(staging, safe_serialization=True)
+        trained: Any = trainer.model  # the PeftModel (transformers types it as a plain Module)
+        trained.save_pretrained(staging, safe_serialization=True)
         check_fits(read_adapter(staging), base_info, max_rank=10_000)  # what the server will check
         state = trainer.state
         manifest = {
@@ -252,7 +253,7 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     print(
         f"switchboard train: adapter written to {output_dir} (eval loss {final_eval.get('eval_loss')}, "
-        f"{manifest['metrics']['train_seconds']}s)",
+        f"{round(time.perf_counter() - started, 1)}s)",
         file=sys.stderr,
         flush=True,
     )
@@ -260,20 +261,13 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
 
 
 def register(url: str, name: str, path: Path) -> str:
-    """Register the adapter on a running server (admin key from SWITCHBOARD_ADMIN_KEY)."""
-    import httpx
+    """Register the adapter on a running server (admin key from SWITCHBOARD_ADMIN_KEY); returns its ref."""
+    from switchboard.admin_client import AdminClient, AdminError
 
     key = os.environ.get("SWITCHBOARD_ADMIN_KEY")
     if not key:
         raise TrainError("--register needs the admin key in SWITCHBOARD_ADMIN_KEY")
-    resp = httpx.post(
-        url.rstrip("/") + "/admin/adapters",
-        json={"name": name, "path": str(path.resolve())},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=300,
-    )
-    if resp.status_code != 201:
-        from switchboard.admin_client import error_message
-
-        raise TrainError(f"registration on {url} failed ({resp.status_code}): {error_message(resp)}")
-    return resp.json()["ref"]
+    try:
+        return str(AdminClient(url, key).register(name, path)["ref"])
+    except AdminError as exc:
+        raise TrainError(f"registration on {url} failed ({exc.status}): {exc.message}") from exc

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..registry import AdapterRef
+from ..services import Services
 from .auth import require_admin
+from .deps import ServicesDep
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
@@ -28,7 +30,7 @@ class AliasBody(BaseModel):
     target: str = Field(min_length=1, max_length=130, description="name@version, or a name (its current version)")
 
 
-def adapters_view(services: Any) -> dict[str, Any]:
+def adapters_view(services: Services) -> dict[str, Any]:
     residency = services.residency
     resident = set(residency.resident())
     adapters = services.registry.describe()
@@ -45,13 +47,12 @@ def adapters_view(services: Any) -> dict[str, Any]:
 
 
 @router.get("/adapters")
-async def list_adapters(request: Request) -> JSONResponse:
-    return JSONResponse(adapters_view(request.app.state.services))
+async def list_adapters(services: ServicesDep) -> JSONResponse:
+    return JSONResponse(adapters_view(services))
 
 
 @router.post("/adapters", status_code=201)
-async def register_adapter(request: Request, body: RegisterBody) -> JSONResponse:
-    services = request.app.state.services
+async def register_adapter(services: ServicesDep, body: RegisterBody) -> JSONResponse:
     ref = await services.register(body.name, body.path, body.version, pinned=body.pinned, alias=body.alias)
     return JSONResponse(
         {
@@ -67,31 +68,25 @@ async def register_adapter(request: Request, body: RegisterBody) -> JSONResponse
 
 
 @router.delete("/adapters/{name_ref}")
-async def remove_adapter(request: Request, name_ref: str) -> JSONResponse:
+async def remove_adapter(services: ServicesDep, name_ref: str) -> JSONResponse:
     name, version = AdapterRef.parse(name_ref)
-    refs = await request.app.state.services.unregister(name, version)
+    refs = await services.unregister(name, version)
     return JSONResponse({"removed": [str(r) for r in refs]})
 
 
 @router.put("/aliases/{alias}")
-async def put_alias(request: Request, alias: str, body: AliasBody) -> JSONResponse:
-    services = request.app.state.services
-    async with services.admin_lock:
-        ref, previous = services.registry.set_alias(alias, body.target)
+async def put_alias(services: ServicesDep, alias: str, body: AliasBody) -> JSONResponse:
+    ref, previous = await services.set_alias(alias, body.target)
     return JSONResponse({"alias": alias, "target": str(ref), "previous": previous})
 
 
 @router.post("/aliases/{alias}/rollback")
-async def rollback_alias(request: Request, alias: str) -> JSONResponse:
-    services = request.app.state.services
-    async with services.admin_lock:
-        ref = services.registry.rollback_alias(alias)
+async def rollback_alias(services: ServicesDep, alias: str) -> JSONResponse:
+    ref = await services.rollback_alias(alias)
     return JSONResponse({"alias": alias, "target": str(ref)})
 
 
 @router.delete("/aliases/{alias}")
-async def delete_alias(request: Request, alias: str) -> JSONResponse:
-    services = request.app.state.services
-    async with services.admin_lock:
-        services.registry.delete_alias(alias)
+async def delete_alias(services: ServicesDep, alias: str) -> JSONResponse:
+    await services.delete_alias(alias)
     return JSONResponse({"deleted": alias})

@@ -1,10 +1,14 @@
-"""Bearer keys: inference keys for /v1, the admin key for /admin and the vLLM load/unload endpoints."""
+"""Bearer keys: inference keys for /v1, the admin key for /admin and the vLLM load/unload endpoints.
+Both are FastAPI dependencies: handlers take `api_key: InferenceKey`; admin routers depend on `require_admin`."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from ..errors import Forbidden, Unauthorized
+from .deps import get_services
 
 
 def bearer(request: Request) -> str | None:
@@ -14,8 +18,8 @@ def bearer(request: Request) -> str | None:
 
 
 def check_inference_key(request: Request) -> str | None:
-    """When inference keys are configured, require one of them (or the admin key)."""
-    settings = request.app.state.services.settings
+    """When inference keys are configured, require one of them (or the admin key); returns the key."""
+    settings = get_services(request).settings
     key = bearer(request)
     if not settings.api_keys:
         return key
@@ -31,7 +35,7 @@ def check_inference_key(request: Request) -> str | None:
 
 def require_admin(request: Request) -> None:
     """The admin API is off without an admin key, and never open to inference keys."""
-    settings = request.app.state.services.settings
+    settings = get_services(request).settings
     if settings.admin_key is None:
         raise Forbidden("the admin API is off: start the server with --admin-key KEY (or SWITCHBOARD_ADMIN_KEY)")
     key = bearer(request)
@@ -42,3 +46,6 @@ def require_admin(request: Request) -> None:
     if any(key == k.get_secret_value() for k in settings.api_keys):
         raise Forbidden("inference keys cannot manage adapters; use the admin key")
     raise Unauthorized("invalid admin key")
+
+
+InferenceKey = Annotated[str | None, Depends(check_inference_key)]

@@ -1,13 +1,16 @@
-"""A/B experiments (admin), feedback (inference keys) and the Prometheus endpoint."""
+"""A/B experiments (admin) and feedback on completions (inference keys)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .auth import check_inference_key, require_admin
+from ..errors import NotFound
+from ..experiments import Sticky
+from ..registry import served_by
+from .auth import InferenceKey, require_admin
+from .deps import ServicesDep
 
 router = APIRouter()
 admin = APIRouter(prefix="/admin/experiments", dependencies=[Depends(require_admin)])
@@ -16,7 +19,7 @@ admin = APIRouter(prefix="/admin/experiments", dependencies=[Depends(require_adm
 class ExperimentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     variants: dict[str, float] = Field(description="NAME[@VERSION] -> weight; a bare name means its current version")
-    sticky: str = Field(default="user", pattern="^(user|header|none)$")
+    sticky: Sticky = Field(default="user", description="user: `user` or the user header keeps a caller on one variant")
 
 
 class FeedbackBody(BaseModel):
@@ -26,55 +29,39 @@ class FeedbackBody(BaseModel):
 
 
 @admin.put("/{name}")
-async def put_experiment(request: Request, name: str, body: ExperimentBody) -> JSONResponse:
-    services = request.app.state.services
-    async with services.admin_lock:
-        definition = services.experiments.put(name, body.variants, body.sticky)
-    services.metrics.registry_changes.labels("experiment").inc()
-    return JSONResponse({"experiment": name, **definition})
+async def put_experiment(services: ServicesDep, name: str, body: ExperimentBody) -> JSONResponse:
+    experiment = await services.put_experiment(name, body.variants, body.sticky)
+    return JSONResponse({"experiment": name, **experiment.as_dict()})
 
 
 @admin.get("/{name}")
-async def get_experiment(request: Request, name: str) -> JSONResponse:
-    return JSONResponse(request.app.state.services.experiments.report(name))
+async def get_experiment(services: ServicesDep, name: str) -> JSONResponse:
+    experiment = services.registry.experiment(name)
+    if experiment is None:
+        raise NotFound(f"experiment '{name}' not found")
+    return JSONResponse(services.experiments.report(name, experiment))
 
 
 @admin.delete("/{name}")
-async def delete_experiment(request: Request, name: str) -> JSONResponse:
-    services = request.app.state.services
-    async with services.admin_lock:
-        services.experiments.delete(name)
-    services.metrics.registry_changes.labels("experiment").inc()
+async def delete_experiment(services: ServicesDep, name: str) -> JSONResponse:
+    await services.delete_experiment(name)
     return JSONResponse({"deleted": name})
 
 
 @router.post("/v1/feedback")
-async def feedback(request: Request, body: FeedbackBody) -> JSONResponse:
-    check_inference_key(request)
-    services = request.app.state.services
-    labels = services.experiments.feedback(body.id, body.score)
+async def feedback(services: ServicesDep, api_key: InferenceKey, body: FeedbackBody) -> JSONResponse:
+    route = services.experiments.feedback(body.id, body.score)
+    labels = services.metrics.route_labels(route)
     services.metrics.feedback.labels(*labels).inc()
     services.metrics.feedback_score.labels(*labels).inc(body.score)
-    adapter, version, experiment, variant = labels
     return JSONResponse(
         {
             "id": body.id,
-            "adapter": f"{adapter}@{version}" if version else adapter,
-            "experiment": experiment or None,
-            "variant": variant or None,
+            "adapter": served_by(route.ref),
+            "experiment": route.experiment or None,
+            "variant": route.variant or None,
         }
     )
-
-
-@router.get("/metrics")
-async def metrics(request: Request) -> Response:
-    services = request.app.state.services
-    m = services.metrics
-    load = services.engine.load()
-    m.batch_size.set(load.get("running", 0))
-    m.pending.set(load.get("pending", 0))
-    m.resident.set(len(services.residency.resident()))
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 router.include_router(admin)

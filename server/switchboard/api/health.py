@@ -1,30 +1,42 @@
-"""Liveness and readiness."""
+"""Liveness (/health), readiness (/ready) and the Prometheus endpoint (/metrics)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .. import __version__
 from ..hardware import cpu_info
+from .deps import MaybeServices, ServicesDep
 
 router = APIRouter()
 
 
 @router.get("/health")
-async def health(request: Request) -> JSONResponse:
-    """Alive; also what computes: the CPU's features and, once built, the engine with its resolved dtype."""
-    body: dict[str, Any] = {"status": "ok", "cpu": cpu_info().as_dict()}
-    services = getattr(request.app.state, "services", None)
+async def health(services: MaybeServices) -> JSONResponse:
+    """Alive; also what computes: the version, the CPU's features and, once built, the engine with its
+    resolved dtype."""
+    body: dict[str, Any] = {"status": "ok", "version": __version__, "cpu": cpu_info().as_dict()}
     if services is not None:
         body["engine"] = services.engine.describe()
     return JSONResponse(body)
 
 
 @router.get("/ready")
-async def ready(request: Request) -> JSONResponse:
-    services = getattr(request.app.state, "services", None)
+async def ready(services: MaybeServices) -> JSONResponse:
     if services is None or not services.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", "model": services.settings.base_model_id, **services.engine.load()})
+    return JSONResponse({"status": "ready", "model": services.settings.base_model_id, **services.engine.occupancy()})
+
+
+@router.get("/metrics")
+async def metrics(services: ServicesDep) -> Response:
+    m = services.metrics
+    occupancy = services.engine.occupancy()
+    m.batch_size.set(occupancy.get("running", 0))
+    m.pending.set(occupancy.get("pending", 0))
+    m.resident.set(len(services.residency.resident()))
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

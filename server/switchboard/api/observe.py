@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator
 
 from ..engine.base import GenerationOutput, GenerationRequest
 from ..errors import SwitchboardError
 from ..routing import Route
-
-
-def route_labels(services: Any, route: Route) -> tuple[str, ...]:
-    adapter, version = (route.ref.name, route.ref.version) if route.ref is not None else ("base", "")
-    return services.metrics.labels(adapter, version, route.experiment, route.variant)
+from ..services import Services
 
 
 async def observed(
-    services: Any, route: Route, gen: GenerationRequest, started: float
-) -> AsyncIterator[GenerationOutput]:
+    services: Services, route: Route, gen: GenerationRequest, started: float
+) -> AsyncGenerator[GenerationOutput, None]:
     """The engine stream for `gen`, recording TTFT, inter-token gaps, latency, tokens and status."""
     metrics, experiments = services.metrics, services.experiments
-    labels = route_labels(services, route)
-    experiments.remember(gen.request_id, labels)
+    labels = metrics.route_labels(route)
+    experiments.remember(gen.request_id, route)
     metrics.in_flight.labels(*labels).inc()
     status, first, last, out = "200", None, None, None
     try:
@@ -35,7 +30,7 @@ async def observed(
                 if first is None:
                     first = now
                     metrics.ttft.labels(*labels).observe(now - started)
-                else:
+                elif last is not None:
                     metrics.itl.labels(*labels).observe(now - last)
                 last = now
             yield out

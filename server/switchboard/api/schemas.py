@@ -85,7 +85,11 @@ class SamplingFields(BaseModel):
         return self
 
     def stop_list(self) -> list[str]:
-        return list(self.stop or [])  # type: ignore[arg-type]
+        return list(self.stop or [])
+
+    def requested_max_tokens(self) -> int | None:
+        """The completion budget the client asked for (None: the server's default)."""
+        return self.max_tokens
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -122,8 +126,9 @@ class CompletionRequest(SamplingFields):
             if all(isinstance(p, str) for p in prompt):
                 if len(prompt) != 1:
                     raise ValueError("one prompt per request is supported; send separate requests")
-                prompt = prompt[0]
-        if isinstance(prompt, str) and not prompt:
+                return cls._prompt(str(prompt[0]))
+            return [int(p) for p in prompt]
+        if not prompt:
             raise ValueError("prompt must not be empty")
         return prompt
 
@@ -134,9 +139,6 @@ class CompletionRequest(SamplingFields):
         if self.suffix:
             raise ValueError("suffix is not supported")
         return self
-
-    def requested_max_tokens(self) -> int | None:
-        return self.max_tokens
 
 
 class Usage(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -35,7 +35,7 @@ def _sse(payload: dict[str, Any]) -> str:
 
 
 async def sse_chunks(
-    stream: AsyncIterator[GenerationOutput],
+    stream: AsyncGenerator[GenerationOutput, None],
     request_id: str,
     model: str,
     created: int,
@@ -66,7 +66,7 @@ async def sse_chunks(
             body["usage"] = None
         return _sse(body)
 
-    iterator = stream.__aiter__()
+    iterator = stream  # an async generator is its own iterator; aclose() aborts it
     try:
         first = await iterator.__anext__()
     except StopAsyncIteration:

@@ -6,12 +6,13 @@ root, and the adapter is validated before it is served.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import AdapterNotFound, InvalidRequest
 from .auth import require_admin
+from .deps import ServicesDep
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_admin)])
 
@@ -29,8 +30,7 @@ class UnloadLoRABody(BaseModel):
 
 
 @router.post("/load_lora_adapter")
-async def load_lora_adapter(request: Request, body: LoadLoRABody) -> PlainTextResponse:
-    services = request.app.state.services
+async def load_lora_adapter(services: ServicesDep, body: LoadLoRABody) -> PlainTextResponse:
     if not body.lora_name or not body.lora_path:
         raise InvalidRequest("Both 'lora_name' and 'lora_path' must be provided.")
     if services.registry.current(body.lora_name) is not None:
@@ -40,8 +40,7 @@ async def load_lora_adapter(request: Request, body: LoadLoRABody) -> PlainTextRe
 
 
 @router.post("/unload_lora_adapter")
-async def unload_lora_adapter(request: Request, body: UnloadLoRABody) -> PlainTextResponse:
-    services = request.app.state.services
+async def unload_lora_adapter(services: ServicesDep, body: UnloadLoRABody) -> PlainTextResponse:
     if not body.lora_name and body.lora_int_id is None:
         raise InvalidRequest("either 'lora_name' and 'lora_int_id' needs to be provided.")
     if services.registry.current(body.lora_name) is None:

@@ -45,13 +45,22 @@ class GenerationOutput:
 
 
 class Engine(Protocol):
-    """One base model plus many LoRA adapters, with batched generation."""
+    """One base model plus many LoRA adapters, with batched generation. The rest of Switchboard is
+    typed against this protocol; `hf.HFEngine` and `vllm_engine.VLLMEngine` implement it."""
 
     model_id: str
+    model_dir: Path
     max_model_len: int
     tokenizer: Any
+    model: Any  # None until load_model() (or start()) has run
 
-    async def start(self) -> None: ...
+    def load_model(self) -> None:
+        """Load the tokenizer and the base model (blocking: call it from a worker thread)."""
+        ...
+
+    async def start(self) -> None:
+        """Start generating (loading the model first if load_model() has not run)."""
+        ...
 
     async def shutdown(self) -> None: ...
 
@@ -69,8 +78,8 @@ class Engine(Protocol):
 
     def resident_adapters(self) -> list[str]: ...
 
-    def load(self) -> dict[str, int]:
-        """Current queue depth and batch size, for health and metrics."""
+    def occupancy(self) -> dict[str, int]:
+        """Requests `pending` (accepted, not finished) and `running` (in the batch), for /ready and metrics."""
         ...
 
     def describe(self) -> dict[str, str]:

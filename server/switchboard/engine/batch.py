@@ -16,7 +16,7 @@ from transformers import DynamicCache
 
 from .base import GenerationRequest
 from .detokenize import IncrementalDetokenizer
-from .lora_rows import BASE_ROW
+from .lora_stacks import BASE_ROW
 from .sampling import RowSampler
 
 
@@ -46,6 +46,17 @@ def _left_pad(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     shape = list(t.shape)
     shape[dim] = missing
     return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def left_padded(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prompts as one left-padded batch: token ids, attention mask and positions, each [rows, longest]."""
+    length = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), length), dtype=torch.long)
+    mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        ids[i, length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[i, length - len(prompt) :] = 1
+    return ids, mask, (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
 class Batch:

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from ..errors import AdapterIncompatible, EngineFailure, InvalidRequest, Overloaded
+from ..errors import AdapterIncompatible, EngineFailure, Overloaded
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest
-from .batch import Batch, Row
+from .batch import Batch, Row, left_padded
 from .detokenize import IncrementalDetokenizer
-from .lora_rows import MultiLoraModel, PreparedAdapter
+from .lora_stacks import LoraStacks, PreparedAdapter
 from .quant import quantize_int8, refusal
 from .sampling import RowSampler, sample
 
@@ -75,7 +75,6 @@ class HFEngine:
         self.max_model_len = max_model_len
         self.tokenizer: Any = None
         self.model: Any = None
-        self._adapters: dict[str, Path] = {}
         self._inbox: queue.Queue[tuple[GenerationRequest, Callable[[GenerationOutput], None]]] = queue.Queue()
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
         self._aborted: set[str] = set()
@@ -94,13 +93,13 @@ class HFEngine:
         started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         int8 = self.quantize == "int8"
-        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype="auto" if int8 else self.dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype="auto" if int8 else self.dtype)
         model.to(self.device).eval()
         model.requires_grad_(False)
         if int8:
             model = quantize_int8(model, self.dtype)
         self.model = model
-        self.lora = MultiLoraModel(model, self.dtype, self.device)
+        self.stacks = LoraStacks(model, self.dtype, self.device)
         self.max_model_len = min(
             self._max_model_len_cap, getattr(model.config, "max_position_embeddings", self._max_model_len_cap)
         )
@@ -153,7 +152,7 @@ class HFEngine:
         await self._call_in_engine(lambda: self._unload_adapter(key))
 
     def resident_adapters(self) -> list[str]:
-        return list(self._adapters)
+        return sorted(self.stacks.adapters) if self.model is not None else []
 
     def add_adapter_sync(self, key: str, path: Path) -> None:
         """Load an adapter before the engine thread starts (static adapters at start-up)."""
@@ -163,25 +162,24 @@ class HFEngine:
 
     def _prepare(self, key: str, path: Path) -> PreparedAdapter | None:
         try:
-            return self.lora.prepare(path)
+            return self.stacks.prepare(path)
         except _LOAD_ERRORS as exc:
             raise _incompatible(key, path, exc) from exc
 
     def _load_adapter(self, key: str, path: Path, prepared: PreparedAdapter | None = None) -> None:
-        if key in self._adapters:
+        if key in self.stacks.adapters:
             raise AdapterIncompatible(f"adapter '{key}' is already loaded")
         if prepared is None and self.quantize == "int8":  # PEFT's loader can't wrap the int8 base layers
             raise AdapterIncompatible(refusal(key, path))
         started = time.perf_counter()
         try:
             if prepared is not None:
-                self.lora.attach(key, prepared, path)
+                self.stacks.attach(key, prepared)
             else:
-                self.lora.load(key, path)
+                self.stacks.load(key, path)
         except _LOAD_ERRORS as exc:
-            self.lora.discard(key)
+            self.stacks.discard(key)
             raise _incompatible(key, path, exc) from exc
-        self._adapters[key] = path
         logger.info(
             "loaded adapter %s in %.1f ms (%s)",
             key,
@@ -190,10 +188,9 @@ class HFEngine:
         )
 
     def _unload_adapter(self, key: str) -> None:
-        if key not in self._adapters:
+        if key not in self.stacks.adapters:
             return
-        self.lora.discard(key)
-        del self._adapters[key]
+        self.stacks.discard(key)
         logger.info("unloaded adapter %s", key)
 
     async def _call_in_engine(self, fn: Callable[[], Any]) -> Any:
@@ -204,7 +201,7 @@ class HFEngine:
         return await asyncio.wrap_future(fut)
 
     # ---------------------------------------------------------------- requests
-    def load(self) -> dict[str, int]:
+    def occupancy(self) -> dict[str, int]:
         return {"pending": self._pending, "running": self._running}
 
     def abort(self, request_id: str) -> None:
@@ -214,8 +211,9 @@ class HFEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationOutput]:
         if self._failure is not None or self._thread is None or not self._thread.is_alive():
             raise EngineFailure("the inference engine is not running")
-        if request.adapter is not None and request.adapter not in self._adapters:
-            raise InvalidRequest(f"adapter '{request.adapter}' is not loaded")
+        if request.adapter is not None and request.adapter not in self.stacks.adapters:
+            # residency loads every adapter before its requests reach the engine: this is our fault
+            raise EngineFailure(f"adapter '{request.adapter}' is not loaded in the engine")
         with self._pending_lock:
             if self._pending >= self.max_queue:
                 raise Overloaded(f"server is at capacity ({self.max_queue} requests); retry shortly")
@@ -298,16 +296,13 @@ class HFEngine:
                 return True
         return False
 
-    def _forward(self, input_ids, mask, positions, cache, names: list[str]) -> torch.Tensor:
-        return self.lora.logits(input_ids, mask, positions, cache, names)
-
     def _prefill(self, items: list[tuple[GenerationRequest, Callable]]) -> Batch | None:
         rows: list[Row] = []
         for request, sink in items:
             if self._is_aborted(request.request_id):
                 self._release()
                 continue
-            if request.adapter is not None and request.adapter not in self._adapters:
+            if request.adapter is not None and request.adapter not in self.stacks.adapters:
                 sink(GenerationOutput(text="", finish_reason="abort"))
                 self._release()
                 continue
@@ -327,23 +322,16 @@ class HFEngine:
         now = time.perf_counter()
         for row in rows:
             row.queue_s = now - row.request.arrival
-        length = max(len(r.request.prompt_ids) for r in rows)
-        ids = torch.zeros((len(rows), length), dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, row in enumerate(rows):
-            prompt = row.request.prompt_ids
-            ids[i, length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[i, length - len(prompt) :] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        ids, mask, positions = left_padded([r.request.prompt_ids for r in rows])
         cache = DynamicCache()
-        logits = self._forward(ids, mask, positions, cache, [r.adapter_name for r in rows])
+        logits = self.stacks.logits(ids, mask, positions, cache, [r.adapter_name for r in rows])
         # the Batch holds the position of the token fed next; _emit's advance() moves it past the prompt
         batch = Batch(rows, cache, mask, positions[:, -1], torch.zeros(len(rows), dtype=torch.long))
         return self._emit(batch, logits)
 
     def _step(self, batch: Batch) -> Batch | None:
         mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=batch.mask.dtype)], dim=1)
-        logits = self._forward(
+        logits = self.stacks.logits(
             batch.tokens[:, None], mask, batch.positions[:, None], batch.cache, batch.adapter_names()
         )
         batch.mask = mask

@@ -2,7 +2,7 @@
 
 `quantize_int8` wraps every decoder projection (q/k/v/o/gate/up/down of every layer) in a PEFT LoRA
 layer up front, so every runtime adapter attaches through the fast path
-(lora_rows.MultiLoraModel.prepare/attach) and rows keep choosing their adapter per request; then it
+(lora_stacks.LoraStacks.prepare/attach) and rows keep choosing their adapter per request; then it
 replaces each LoRA layer's `base_layer`, and the lm_head, by an `Int8Linear`. The LoRA A/B matmuls
 run beside the int8 matmul, unquantized, in the compute dtype (fp32: fbgemm's int8 kernels take fp32
 inputs, and on this CPU fp32 norms/attention around them are faster than bf16 plus casts).
@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ class Int8Linear(nn.Module):
             n = rows.shape[0]
             out = both[:n].add_(both[n:], alpha=1.0 / (2 * levels))
         out.mul_(scale)
-        if self.bias is not None:
+        if isinstance(self.bias, torch.Tensor):
             out += self.bias
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
@@ -117,7 +118,10 @@ def pack_int8(ints: torch.Tensor, scales: torch.Tensor) -> Any:
 
 def int8_matmul(rows: torch.Tensor, packed: Any, bits: int) -> torch.Tensor:
     """fp32 rows already scaled to [-L, L] (L = INPUT_LEVELS[bits]) -> fp32 (round(rows) @ W_int8.T) * scales."""
-    return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(rows, 1.0, _ZERO_POINTS[bits], packed)
+    out: torch.Tensor = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+        rows, 1.0, _ZERO_POINTS[bits], packed
+    )
+    return out
 
 
 @functools.cache
@@ -155,8 +159,8 @@ def require_kernel() -> int:
     return bits
 
 
-def _cast_output(dtype: torch.dtype):
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+def _cast_output(dtype: torch.dtype) -> Callable[[nn.Module, tuple[Any, ...], torch.Tensor], torch.Tensor]:
+    def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         return output.to(dtype)
 
     return hook

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..errors import AdapterIncompatible, EngineFailure, InvalidRequest, Overloaded
+from ..errors import AdapterIncompatible, EngineFailure, Overloaded
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest
 
@@ -176,7 +176,7 @@ class VLLMEngine:
         return list(self._loras)
 
     # ---------------------------------------------------------------- requests
-    def load(self) -> dict[str, int]:
+    def occupancy(self) -> dict[str, int]:
         return {"pending": self._pending, "running": self._pending}
 
     def abort(self, request_id: str) -> None:
@@ -211,7 +211,8 @@ class VLLMEngine:
         if request.adapter is not None:
             lora = self._loras.get(request.adapter)
             if lora is None:
-                raise InvalidRequest(f"adapter '{request.adapter}' is not loaded")
+                # residency loads every adapter before its requests reach the engine: this is our fault
+                raise EngineFailure(f"adapter '{request.adapter}' is not loaded in the engine")
         if self._pending >= self.max_queue:
             raise Overloaded(f"server is at capacity ({self.max_queue} requests); retry shortly")
         self._pending += 1
@@ -236,7 +237,7 @@ class VLLMEngine:
                     first = False
                     queue_s = time.perf_counter() - request.arrival
                     stats = out.metrics
-                    if stats is not None and getattr(stats, "scheduled_ts", 0) and getattr(stats, "queued_ts", 0):
+                    if stats is not None and getattr(stats, "scheduled_ts", None) and getattr(stats, "queued_ts", None):
                         queue_s = max(0.0, stats.scheduled_ts - stats.queued_ts)
                 yield GenerationOutput(
                     text=piece.text,

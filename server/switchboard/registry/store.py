@@ -36,7 +36,7 @@ class JsonStore:
         if not self.path.is_file():
             return None
         with open(self.path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            data: dict[str, Any] = json.load(handle)
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(f"{self.path}: unknown registry format {data.get('format')!r}")
         return data

@@ -19,6 +19,9 @@ from typing import Any
 
 import torch
 
+from .engine.base import GenerationRequest, SamplingParams
+from .engine.lora_stacks import BASE_ROW
+
 SCENARIOS = ("pre-sales", "after-sales", "marketing")
 
 
@@ -96,7 +99,7 @@ def reference_losses(
         for scenario, rows in dialogues.items():
             encoded = encode_dialogues(tokenizer, rows)
             for variant in ["base", *names]:
-                kwargs = {"adapter_names": ["__base__" if variant == "base" else variant]} if names else {}
+                kwargs = {"adapter_names": [BASE_ROW if variant == "base" else variant]} if names else {}
                 out[(variant, scenario)] = assistant_loss(
                     lambda ids, kw=kwargs: model(input_ids=ids, **kw).logits, encoded
                 )
@@ -104,11 +107,13 @@ def reference_losses(
 
 
 async def greedy_answers(
-    model_dir: Path, adapters: dict[str, Path], prompts: list[tuple[str, str, list]], max_new_tokens: int
+    model_dir: Path,
+    adapters: dict[str, Path],
+    prompts: list[tuple[str, str, int, list[dict[str, str]]]],
+    max_new_tokens: int,
 ) -> dict[tuple[str, str, int], str]:
     """(variant, scenario, index) -> greedy answer, all variants batched by the hf engine."""
-    from switchboard.engine.base import GenerationRequest, SamplingParams
-    from switchboard.engine.hf import HFEngine
+    from .engine.hf import HFEngine
 
     engine = HFEngine(model_dir, model_id="eval", max_batch_size=32, max_queue=100_000)
     engine.load_model()
@@ -147,8 +152,9 @@ def evaluate(
     max_new_tokens: int,
     cache_dir: Path,
 ) -> tuple[dict[tuple[str, str], Cell], dict[str, Any]]:
-    from switchboard.models import resolve_model_dir
     from transformers import AutoTokenizer
+
+    from .models import resolve_model_dir
 
     started = time.perf_counter()
     model_dir = resolve_model_dir(model, cache_dir)
@@ -158,10 +164,10 @@ def evaluate(
     dialogues = {s: read_heldout(datasets / s / "heldout.jsonl", limit) for s in SCENARIOS}
     losses = reference_losses(model_dir, adapters, dialogues, tokenizer)
     prompts = [
-        (v, s, i, rows[:-1])
+        (v, s, i, messages[:-1])
         for v in ["base", *adapters]
-        for s, rows in dialogues.items()
-        for i, rows in enumerate(dialogues[s])
+        for s, dialogue_rows in dialogues.items()
+        for i, messages in enumerate(dialogue_rows)
     ]
     answers = asyncio.run(greedy_answers(model_dir, adapters, prompts, max_new_tokens))
     cells: dict[tuple[str, str], Cell] = {}

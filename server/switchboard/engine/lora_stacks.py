@@ -111,12 +111,12 @@ class _Rows:
     peft: bool  # a row's adapter is not in the stacks: PEFT's mixed-batch forward for every layer
 
 
-class MultiLoraModel:
+class LoraStacks:
     def __init__(self, model: Any, dtype: torch.dtype, device: torch.device) -> None:
         self.model = model  # the causal LM, or the PeftModel wrapping it once an adapter is loaded
         self.dtype = dtype
         self.device = device
-        self.adapters: dict[str, Path] = {}
+        self.adapters: set[str] = set()  # loaded adapter keys (the engine's only record of them)
         self.use_stacks = True  # False: every batch through PEFT's adapter_names forward (the reference path)
         self._rows: _Rows | None = None
         self._layers: dict[str, Any] = {}  # module name -> LoRA layer; replaced, never mutated
@@ -145,7 +145,7 @@ class MultiLoraModel:
         else:
             self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
         self.model.eval()
-        self.adapters[key] = path
+        self.adapters.add(key)
         self._rehook()
         self._cast(key)
         self._stack(key)
@@ -196,7 +196,7 @@ class MultiLoraModel:
         module.weight = nn.Parameter(weight.to(dtype=self.dtype, device=self.device), requires_grad=False)
         return module.eval()
 
-    def attach(self, key: str, prepared: PreparedAdapter, path: Path) -> None:
+    def attach(self, key: str, prepared: PreparedAdapter) -> None:
         """Insert prepared modules into the model (engine thread; no forward may run meanwhile)."""
         if key in self.model.peft_config:
             raise ValueError(f"adapter '{key}' is already loaded")
@@ -213,7 +213,7 @@ class MultiLoraModel:
                 layer.lora_dropout[key] = nn.Identity()
                 layer.lora_A[key] = lora_a
                 layer.lora_B[key] = lora_b
-            self.adapters[key] = path
+            self.adapters.add(key)
             self._stack(key)
         except BaseException:
             self.discard(key)
@@ -227,8 +227,9 @@ class MultiLoraModel:
                 self.model.delete_adapter(key)  # PEFT also picks a new active adapter
             else:
                 self._detach(key)
-        if self.adapters.pop(key, None) is None:
+        if key not in self.adapters:
             self._rehook()  # a failed PEFT load may have wrapped new modules; they need the row-aware forward
+        self.adapters.discard(key)
 
     def _detach(self, key: str) -> None:
         """PEFT's delete_adapter without its walk over every module of the model."""
@@ -254,10 +255,13 @@ class MultiLoraModel:
         named = {name: m for name, m in self.model.named_modules() if isinstance(m, LoraLayer)}
         for name, layer in named.items():
             if not isinstance(layer.__dict__.get("forward"), functools.partial):
-                layer.forward = functools.partial(self._forward, name, layer)
+                layer.__dict__["forward"] = functools.partial(self._forward, name, layer)  # this instance only
             if isinstance(layer, LoraLinear) and name not in self._stacks:
+                in_features, out_features = layer.in_features, layer.out_features
+                if in_features is None or out_features is None:
+                    continue  # not a Linear under the LoRA layer: PEFT's forward serves it
                 self._stacks[name] = _Stack(
-                    layer.in_features, layer.out_features, self._capacity, self._rank, self.dtype, self.device
+                    in_features, out_features, self._capacity, self._rank, self.dtype, self.device
                 )
         self._layers = named
 
@@ -284,7 +288,7 @@ class MultiLoraModel:
         config = self.model.peft_config.get(key)
         if config is None or any(getattr(config, name, None) for name in _NOT_STACKABLE):
             return None
-        parts = {}
+        parts: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
         for name, layer in self._layers.items():
             holders = [getattr(layer, attr, {}) for attr in layer.adapter_layer_names]
             if not any(key in holder for holder in holders):
@@ -327,12 +331,15 @@ class MultiLoraModel:
 
     def _forward(self, name: str, layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         rows = self._rows
+        peft_forward = type(layer).forward
         if rows is None:  # not a call from logits(): PEFT as it is
-            return type(layer).forward(layer, x, *args, **kwargs)
+            plain: torch.Tensor = peft_forward(layer, x, *args, **kwargs)
+            return plain
         stack = self._stacks.get(name)
         if rows.peft or stack is None or x.dim() != 3 or args or kwargs:
-            return type(layer).forward(layer, x, *args, adapter_names=rows.names, **kwargs)
-        result = layer.base_layer(x)
+            mixed: torch.Tensor = peft_forward(layer, x, *args, adapter_names=rows.names, **kwargs)
+            return mixed
+        result: torch.Tensor = layer.base_layer(x)
         if (rows.slot == 0 and rows.slots is None) or not stack.keys:
             return result
         # BGMV: every row's A and B gathered by slot (a broadcast view when all rows share one), two bmm.
@@ -384,7 +391,7 @@ class MultiLoraModel:
         finally:
             self._rows = None
         hidden = out.last_hidden_state[:, -1, :].contiguous()
-        logits = causal_lm.lm_head(hidden)
+        logits: torch.Tensor = causal_lm.lm_head(hidden)
         if self._softcap:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits

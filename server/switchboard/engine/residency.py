@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterNotFound, EngineFailure, SwitchboardError
-from . import AdapterRef
+from ..registry.refs import AdapterRef
 
 logger = logging.getLogger(__name__)
 
