@@ -1,0 +1,1 @@
+"""The dialogue makers behind build_datasets.py: one module per scenario, their phrasings in ../phrases/."""
