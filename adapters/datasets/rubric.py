@@ -31,7 +31,7 @@ import re
 SCENARIOS = ("pre-sales", "after-sales", "marketing", "general")
 
 # The catalogue as the rubric needs it: names (full + short forms customers and answers use), price in
-# CNY, sizes. The full catalogue (colours, stock, care) is in README.md and build_datasets.py.
+# CNY, sizes. The full catalogue (colours, stock, care) is in README.md and phrases/shop.yaml.
 PRODUCTS: list[dict] = [
     {"id": "cardigan", "zh": "云朵羊毛开衫", "en": "Cloud Wool Cardigan", "price": 399,
      "zh_alias": ["羊毛开衫", "云朵开衫"], "en_alias": ["wool cardigan"], "sizes": ["S", "M", "L", "XL"]},
