@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -124,11 +124,15 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """A running `switchboard serve` subprocess."""
+    """A running `switchboard serve` subprocess, with what it was started with (for a restart)."""
 
     process: subprocess.Popen
     port: int
     log: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    state: Path | None = None
+    timeout: float = 240
 
     @property
     def url(self) -> str:
@@ -142,11 +146,28 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 240) -> Server:
+def wait_ready(process: subprocess.Popen, url: str, log: Path, timeout: float, what: str = "server") -> None:
+    """Wait until `url`/ready answers 200; fail at once, with the log's tail, if the process exits."""
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            return httpx.get(f"{url}/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready, timeout, f"the {what} to be ready", interval=0.2)
+
+
+def start_server(
+    args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 240, state: Path | None = None
+) -> Server:
+    """A plain `switchboard serve <args>` on a free port, logging to `log`; the caller stops it (`stop_server`)."""
     port = free_port()
     cmd = [sys.executable, "-m", "switchboard.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    # each server gets its own registry state unless the test passes --state-dir
-    state = log.with_name(log.stem + "-state")
+    # each server gets its own registry state unless the test passes --state-dir (or `state`, for a restart)
+    state = state or log.with_name(log.stem + "-state")
     full_env = {
         **os.environ,
         "SWITCHBOARD_CACHE_DIR": str(CACHE_DIR),
@@ -155,17 +176,8 @@ def start_server(args: list[str], log: Path, env: dict[str, str] | None = None, 
     }
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=full_env)
-    server = Server(process, port, log)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.output()[-3000:]}")
-        try:
-            return httpx.get(f"{server.url}/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, timeout, "the server to be ready", interval=0.2)
+    server = Server(process, port, log, list(args), dict(env or {}), state, timeout)
+    wait_ready(process, server.url, log, timeout)
     return server
 
 
@@ -178,14 +190,98 @@ def stop_server(server: Server) -> None:
         server.process.wait()
 
 
+TINY = "tiny"  # `model=TINY`: the tiny model of `tiny_model_dir`
+
+
+class ServerFactory:
+    """Starts `switchboard serve` with the common arguments, each overridable, and stops every server it
+    started at `close()` (the `serve` / `serve_module` fixtures call it at teardown).
+
+    `serve(*extra, model=TINY, dtype="float32", adapter_dir=None, adapters=None, adapter_root=None,
+    state_dir=None, admin_key=None, config=None, max_model_len=None, env=None, timeout=240)`:
+    - model: a model dir, TINY (the default) or None for no `--model` (the embedded default model);
+    - dtype: `--dtype`, None for none (auto);
+    - adapter_dir: `--adapter-dir`; None: a fresh empty dir;
+    - adapters: static adapters, `{name: path}` -> `--adapter name=path`;
+    - adapter_root, state_dir, admin_key: `--adapter-root`, `--state-dir`, `--admin-key` when given;
+    - config: `--config FILE` alone (the file carries model, dtype and adapter dir);
+    - max_model_len: SWITCHBOARD_MAX_MODEL_LEN; env: more environment; extra: more arguments as they are.
+    """
+
+    def __init__(self, request: pytest.FixtureRequest, name: str = "server"):
+        self.request = request
+        self.name = name
+        self.servers: list[Server] = []
+
+    def __call__(
+        self,
+        *extra: str,
+        model: Path | str | None = TINY,
+        dtype: str | None = "float32",
+        adapter_dir: Path | None = None,
+        adapters: dict[str, Path] | None = None,
+        adapter_root: Path | None = None,
+        state_dir: Path | None = None,
+        admin_key: str | None = None,
+        config: Path | None = None,
+        max_model_len: int | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 240,
+    ) -> Server:
+        work = self.request.getfixturevalue("tmp_path_factory").mktemp(self.name)
+        if config is not None:
+            args = ["--config", str(config)]
+        else:
+            if model == TINY:
+                model = self.request.getfixturevalue("tiny_model_dir")
+            if adapter_dir is None:
+                adapter_dir = work / "empty"
+                adapter_dir.mkdir()
+            args = ["--model", str(model)] if model is not None else []
+            args += ["--dtype", dtype] if dtype is not None else []
+            args += ["--adapter-dir", str(adapter_dir)]
+        for name, path in (adapters or {}).items():
+            args += ["--adapter", f"{name}={path}"]
+        for flag, value in (("--adapter-root", adapter_root), ("--state-dir", state_dir), ("--admin-key", admin_key)):
+            args += [flag, str(value)] if value is not None else []
+        env = {**({"SWITCHBOARD_MAX_MODEL_LEN": str(max_model_len)} if max_model_len else {}), **(env or {})}
+        server = start_server([*args, *extra], work / "server.log", env=env, timeout=timeout)
+        self.servers.append(server)
+        return server
+
+    def restart(self, server: Server) -> Server:
+        """Stop `server` (if a test has not killed it already) and start it again with the same arguments,
+        environment and state, on a new port and log."""
+        stop_server(server)
+        log = server.log.with_name(f"restart-{len(self.servers)}.log")
+        again = start_server(server.args, log, env=server.env, timeout=server.timeout, state=server.state)
+        self.servers.append(again)
+        return again
+
+    def close(self) -> None:
+        for server in self.servers:
+            stop_server(server)
+
+
+@pytest.fixture
+def serve(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    """The server factory for one test: every server it starts is stopped after the test."""
+    factory = ServerFactory(request)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def serve_module(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    """The same factory for module-scoped server fixtures: its servers are stopped after the module."""
+    factory = ServerFactory(request)
+    yield factory
+    factory.close()
+
+
 @pytest.fixture(scope="session")
-def tiny_server(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> Iterator[Server]:
+def tiny_server(request: pytest.FixtureRequest, tiny_adapters: dict[str, Path]) -> Iterator[Server]:
     """The real server on the tiny model (fp32, so batched and single rows agree exactly)."""
-    logdir = tmp_path_factory.mktemp("tiny-server")
-    (logdir / "empty").mkdir()
-    args = ["--model", str(tiny_model_dir), "--dtype", "float32", "--adapter-dir", str(logdir / "empty")]
-    for name, path in tiny_adapters.items():
-        args += ["--adapter", f"{name}={path}"]
-    server = start_server(args, logdir / "server.log", env={"SWITCHBOARD_MAX_MODEL_LEN": "256"})
-    yield server
-    stop_server(server)
+    factory = ServerFactory(request, "tiny-server")
+    yield factory(adapters=tiny_adapters, max_model_len=256)
+    factory.close()

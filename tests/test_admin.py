@@ -6,47 +6,27 @@ import asyncio
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from .conftest import Server, start_server, stop_server
+from .conftest import Server, ServerFactory
 
 ADMIN = {"Authorization": "Bearer sk-admin"}
 MSG = [{"role": "user", "content": "Where is my parcel?"}]
 
 
 @pytest.fixture(scope="module")
-def admin_server(tmp_path_factory, tiny_model_dir: Path, root: Path) -> Iterator[Server]:
+def admin_server(serve_module: ServerFactory, tmp_path_factory, root: Path) -> Server:
     work = tmp_path_factory.mktemp("admin-server")
-    (work / "static").mkdir()
     shutil.copytree(root / "alpha", work / "static" / "static-one")
-    args = [
-        "--model",
-        str(tiny_model_dir),
-        "--dtype",
-        "float32",
-        "--adapter-dir",
-        str(work / "static"),
-        "--adapter-root",
-        str(root),
-        "--state-dir",
-        str(work / "state"),
-        "--admin-key",
-        "sk-admin",
-        "--api-key",
-        "sk-infer",
-        "--max-resident-adapters",
-        "4",
-        "--max-lora-rank",
-        "16",
-    ]
-    server = start_server(args, work / "server.log", env={"SWITCHBOARD_MAX_MODEL_LEN": "256"})
-    yield server
-    stop_server(server)
+    return serve_module(
+        "--api-key", "sk-infer", "--max-resident-adapters", "4", "--max-lora-rank", "16",
+        adapter_dir=work / "static", adapter_root=root, state_dir=work / "state", admin_key="sk-admin",
+        max_model_len=256,
+    )  # fmt: skip
 
 
 def admin(server: Server, method: str, path: str, **kwargs) -> httpx.Response:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 from transformers import AutoTokenizer
 
-from .conftest import CACHE_DIR, Server, make_adapter, start_server, stop_server
+from .conftest import CACHE_DIR, Server, ServerFactory, make_adapter
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +41,10 @@ def test_chat_template_is_gemma_turns(default_model_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def gemma_server(tmp_path_factory, default_model_dir: Path) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("gemma")
-    adapters = root / "adapters"
+def gemma_server(serve_module: ServerFactory, tmp_path_factory, default_model_dir: Path) -> Server:
+    adapters = tmp_path_factory.mktemp("gemma") / "adapters"
     make_adapter(default_model_dir, adapters / "support", 8, ["q_proj", "v_proj"], seed=5, scale=0.5)
-    server = start_server(["--adapter-dir", str(adapters)], root / "server.log")
-    yield server
-    stop_server(server)
+    return serve_module(model=None, dtype=None, adapter_dir=adapters)  # the embedded default model, its dtype
 
 
 def test_default_model_answers_through_openai_client(gemma_server: Server):

@@ -3,41 +3,24 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Server, copy_adapters, start_server, stop_server
+from .conftest import Server, ServerFactory
 
 ADMIN = {"Authorization": "Bearer sk-admin"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> Iterator[Server]:
-    work = tmp_path_factory.mktemp("experiments")
-    root = copy_adapters(tiny_adapters, work / "root")
-    (work / "empty").mkdir()
-    args = [
-        "--model",
-        str(tiny_model_dir),
-        "--dtype",
-        "float32",
-        "--adapter-dir",
-        str(work / "empty"),
-        "--adapter-root",
-        str(root),
-        "--admin-key",
-        "sk-admin",
-    ]
-    srv = start_server(args, work / "server.log", env={"SWITCHBOARD_MAX_MODEL_LEN": "128"})
+def server(serve_module: ServerFactory, root: Path) -> Server:
+    srv = serve_module(adapter_root=root, admin_key="sk-admin", max_model_len=128)
     for name in ("alpha", "beta", "gamma"):
         r = httpx.post(srv.url + "/admin/adapters", json={"name": name, "path": str(root / name)}, headers=ADMIN)
         assert r.status_code == 201, r.text
-    yield srv
-    stop_server(srv)
+    return srv
 
 
 def chat(server: Server, model: str, user: str | None = None, headers: dict | None = None) -> httpx.Response:
@@ -150,35 +133,14 @@ def test_metrics_are_labelled_per_adapter_and_bounded(server: Server):
     assert {s.labels["action"] for s in changes} >= {"register", "remove"}
 
 
-def test_experiment_survives_restart(tmp_path: Path, tiny_model_dir: Path, tiny_adapters: dict[str, Path]):
+def test_experiment_survives_restart(tmp_path: Path, serve: ServerFactory, tiny_adapters: dict[str, Path]):
     root = tmp_path / "root"
     shutil.copytree(tiny_adapters["alpha"], root / "alpha")
-    (tmp_path / "empty").mkdir()
-    args = [
-        "--model",
-        str(tiny_model_dir),
-        "--dtype",
-        "float32",
-        "--adapter-dir",
-        str(tmp_path / "empty"),
-        "--adapter-root",
-        str(root),
-        "--admin-key",
-        "sk-admin",
-        "--state-dir",
-        str(tmp_path / "state"),
-    ]
-    srv = start_server(args, tmp_path / "one.log")
-    try:
-        httpx.post(srv.url + "/admin/adapters", json={"name": "alpha", "path": str(root / "alpha")}, headers=ADMIN)
-        assert put(srv, "persisted", {"alpha": 1}).status_code == 200
-    finally:
-        stop_server(srv)
-    srv = start_server(args, tmp_path / "two.log")
-    try:
-        assert chat(srv, "persisted", user="u").headers["x-experiment"] == "persisted/alpha@v1"
-    finally:
-        stop_server(srv)
+    srv = serve(adapter_root=root, admin_key="sk-admin", state_dir=tmp_path / "state")
+    httpx.post(srv.url + "/admin/adapters", json={"name": "alpha", "path": str(root / "alpha")}, headers=ADMIN)
+    assert put(srv, "persisted", {"alpha": 1}).status_code == 200
+    srv = serve.restart(srv)
+    assert chat(srv, "persisted", user="u").headers["x-experiment"] == "persisted/alpha@v1"
 
 
 def test_every_metric_is_documented():

@@ -20,7 +20,7 @@ import openai
 import pytest
 import torch
 
-from .conftest import CACHE_DIR, free_port, wait_for
+from .conftest import CACHE_DIR, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "loadtests"))
@@ -171,16 +171,7 @@ def naive_server(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"naive server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, 120, "the naive server to be ready", interval=0.2)
+        wait_ready(proc, f"http://127.0.0.1:{port}", log, 120, what="naive server")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.terminate()

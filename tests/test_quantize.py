@@ -16,7 +16,7 @@ from switchboard.engine.quant import INPUT_LEVELS, Int8Linear, int8_matmul, kern
 from switchboard.errors import AdapterIncompatible
 from transformers import DynamicCache
 
-from .conftest import make_adapter, start_server, stop_server
+from .conftest import ServerFactory, make_adapter
 from .test_engine import PROMPTS, greedy, run
 
 
@@ -47,7 +47,7 @@ def last_logits(engine: HFEngine, prompts: list[list[int]], names: list[str]) ->
         mask[i, length - len(p) :] = 1
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     with torch.inference_mode():
-        return engine.lora.logits(ids, mask, positions, DynamicCache(), names).float()
+        return engine.stacks.logits(ids, mask, positions, DynamicCache(), names).float()
 
 
 pytestmark = pytest.mark.skipif(kernel_input_bits() is None, reason="no int8 kernel in this torch build (not x86)")
@@ -143,7 +143,7 @@ async def test_runtime_adapter_attaches_and_equals_the_static_one(engine: HFEngi
     await background
     await engine.remove_adapter("gamma2")
     assert "gamma2" not in engine.resident_adapters()
-    assert not any("gamma2" in layer.lora_A for layer in engine.lora._layers.values())
+    assert not any("gamma2" in layer.lora_A for layer in engine.stacks._layers.values())
 
 
 def test_close_to_the_unquantized_model(int8_engine_model: HFEngine, tiny_model_dir: Path, tiny_adapters):
@@ -181,24 +181,18 @@ def test_int8_engine_is_cpu_only(tiny_model_dir: Path):
         HFEngine(tiny_model_dir, model_id="tiny", quantize="int8", device="cuda")
 
 
-def test_server_serves_an_int8_base(tmp_path: Path, tiny_model_dir: Path, tiny_adapters: dict[str, Path]):
-    (tmp_path / "empty").mkdir()
-    args = ["--model", str(tiny_model_dir), "--quantize", "int8", "--adapter-dir", str(tmp_path / "empty")]
-    args += ["--adapter", f"beta={tiny_adapters['beta']}"]
-    server = start_server(args, tmp_path / "server.log", env={"SWITCHBOARD_MAX_MODEL_LEN": "256"})
-    try:
-        client = openai.OpenAI(base_url=server.v1, api_key="none")
-        msg = [{"role": "user", "content": "Where is my parcel?"}]
-        texts = {
-            model: client.chat.completions.create(model=model, messages=msg, max_tokens=8, temperature=0)
-            .choices[0]
-            .message.content
-            for model in (tiny_model_dir.name, "beta")
-        }
-        assert texts["beta"] != texts[tiny_model_dir.name]
-        assert f"({kernel_input_bits()}-bit inputs)" in server.output()
-        health = httpx.get(f"{server.url}/health").json()
-        assert health["engine"]["quantize"] == "int8" and health["engine"]["dtype"] == "float32"
-        assert health["cpu"]["int8_input_bits"] == kernel_input_bits()
-    finally:
-        stop_server(server)
+def test_server_serves_an_int8_base(serve: ServerFactory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]):
+    server = serve("--quantize", "int8", dtype=None, adapters={"beta": tiny_adapters["beta"]}, max_model_len=256)
+    client = openai.OpenAI(base_url=server.v1, api_key="none")
+    msg = [{"role": "user", "content": "Where is my parcel?"}]
+    texts = {
+        model: client.chat.completions.create(model=model, messages=msg, max_tokens=8, temperature=0)
+        .choices[0]
+        .message.content
+        for model in (tiny_model_dir.name, "beta")
+    }
+    assert texts["beta"] != texts[tiny_model_dir.name]
+    assert f"({kernel_input_bits()}-bit inputs)" in server.output()
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["engine"]["quantize"] == "int8" and health["engine"]["dtype"] == "float32"
+    assert health["cpu"]["int8_input_bits"] == kernel_input_bits()

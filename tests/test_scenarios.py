@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from switchboard_trainer.config import load_config
 from switchboard_trainer.data import files_hash
 
-from .conftest import Server, start_server, stop_server
+from .conftest import Server, ServerFactory
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = ("pre-sales", "after-sales", "marketing", "shop")
@@ -53,11 +52,8 @@ def test_datasets_are_what_the_generator_writes():
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory, default_model_dir: Path) -> Iterator[Server]:
-    work = tmp_path_factory.mktemp("bundled")
-    server = start_server(["--config", str(REPO / "adapters" / "switchboard.yaml")], work / "server.log")
-    yield server
-    stop_server(server)
+def bundled(serve_module: ServerFactory, default_model_dir: Path) -> Server:
+    return serve_module(config=REPO / "adapters" / "switchboard.yaml")
 
 
 def ask(

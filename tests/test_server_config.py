@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -10,13 +9,15 @@ import openai
 import pytest
 import yaml
 
-from .conftest import Server, start_server, stop_server
+from .conftest import Server, ServerFactory
 
 MSG = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
-def configured(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> Iterator[Server]:
+def configured(
+    serve_module: ServerFactory, tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]
+) -> Server:
     root = tmp_path_factory.mktemp("configured")
     adapter_dir = root / "adapters"
     adapter_dir.mkdir()
@@ -41,9 +42,7 @@ def configured(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, 
             }
         )
     )
-    server = start_server(["--config", str(config)], root / "server.log", env={"SWITCHBOARD_MAX_MODEL_LEN": "128"})
-    yield server
-    stop_server(server)
+    return serve_module(config=config, max_model_len=128)
 
 
 def served(

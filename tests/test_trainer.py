@@ -15,7 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from .conftest import CACHE_DIR, start_server, stop_server, wait_for
+from .conftest import CACHE_DIR, ServerFactory, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 QA = [
@@ -199,52 +199,34 @@ def test_init_adapter_continues_and_other_base_is_refused(
     assert refused.returncode == 2 and "does not fit" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_register_flag_puts_the_adapter_on_a_running_server(tmp_path: Path, tiny_model_dir: Path):
+def test_register_flag_puts_the_adapter_on_a_running_server(tmp_path: Path, serve: ServerFactory, tiny_model_dir: Path):
     root = tmp_path / "root"
     root.mkdir()
-    (tmp_path / "static").mkdir()
-    server = start_server(
-        [
-            "--model",
-            str(tiny_model_dir),
-            "--dtype",
-            "float32",
-            "--adapter-dir",
-            str(tmp_path / "static"),
-            "--adapter-root",
-            str(root),
-            "--admin-key",
-            "sk-admin",
-        ],
-        tmp_path / "server.log",
-    )
+    server = serve(adapter_root=root, admin_key="sk-admin")
+    config = write_config(tmp_path, tiny_model_dir, output_dir=str(root / "trained"))
+    env_key = os.environ.get("SWITCHBOARD_ADMIN_KEY")
+    os.environ["SWITCHBOARD_ADMIN_KEY"] = "sk-admin"
     try:
-        config = write_config(tmp_path, tiny_model_dir, output_dir=str(root / "trained"))
-        env_key = os.environ.get("SWITCHBOARD_ADMIN_KEY")
-        os.environ["SWITCHBOARD_ADMIN_KEY"] = "sk-admin"
-        try:
-            proc = run_train(config, "--register", server.url)
-        finally:
-            if env_key is None:
-                os.environ.pop("SWITCHBOARD_ADMIN_KEY")
-            else:
-                os.environ["SWITCHBOARD_ADMIN_KEY"] = env_key
-        assert "registered trained@v1" in proc.stdout
-        body = {
-            "messages": [{"role": "user", "content": "Where is my parcel?"}],
-            "max_tokens": 12,
-            "temperature": 0,
-            "ignore_eos": True,
-        }
-
-        def ask(model: str) -> str:
-            r = httpx.post(server.v1 + "/chat/completions", json={**body, "model": model}, timeout=60)
-            return r.json()["choices"][0]["message"]["content"]
-
-        base_id = httpx.get(server.v1 + "/models").json()["data"][0]["id"]
-        assert ask("trained") != ask(base_id)
+        proc = run_train(config, "--register", server.url)
     finally:
-        stop_server(server)
+        if env_key is None:
+            os.environ.pop("SWITCHBOARD_ADMIN_KEY")
+        else:
+            os.environ["SWITCHBOARD_ADMIN_KEY"] = env_key
+    assert "registered trained@v1" in proc.stdout
+    body = {
+        "messages": [{"role": "user", "content": "Where is my parcel?"}],
+        "max_tokens": 12,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+
+    def ask(model: str) -> str:
+        r = httpx.post(server.v1 + "/chat/completions", json={**body, "model": model}, timeout=60)
+        return r.json()["choices"][0]["message"]["content"]
+
+    base_id = httpx.get(server.v1 + "/models").json()["data"][0]["id"]
+    assert ask("trained") != ask(base_id)
 
 
 def test_example_config_loads():

@@ -5,45 +5,28 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
 
-from .conftest import Server, make_adapter, start_server, stop_server
+from .conftest import Server, ServerFactory, make_adapter
 
 ADMIN = {"Authorization": "Bearer sk-admin"}
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> Iterator[tuple[Server, Path]]:
+def setup(serve_module: ServerFactory, tmp_path_factory, tiny_adapters: dict[str, Path]) -> tuple[Server, Path]:
     work = tmp_path_factory.mktemp("validation")
     root = work / "root"
     root.mkdir()
     shutil.copytree(tiny_adapters["beta"], root / "good")
-    args = [
-        "--model",
-        str(tiny_model_dir),
-        "--dtype",
-        "float32",
-        "--adapter-dir",
-        str(work / "none"),
-        "--adapter-root",
-        str(root),
-        "--state-dir",
-        str(work / "state"),
-        "--admin-key",
-        "sk-admin",
-        "--max-lora-rank",
-        "8",
-    ]
-    (work / "none").mkdir()
-    server = start_server(args, work / "server.log", env={"SWITCHBOARD_MAX_MODEL_LEN": "128"})
+    server = serve_module(
+        "--max-lora-rank", "8", adapter_root=root, state_dir=work / "state", admin_key="sk-admin", max_model_len=128
+    )
     httpx.post(server.url + "/admin/adapters", json={"name": "good", "path": str(root / "good")}, headers=ADMIN)
-    yield server, root
-    stop_server(server)
+    return server, root
 
 
 def good_answer(server: Server) -> str:

@@ -9,13 +9,12 @@ registration, same-name reload and removal at runtime, and the vLLM-compatible l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import Server, make_adapter, start_server, stop_server, wait_for
+from .conftest import Server, ServerFactory, make_adapter, wait_for
 
 pytest.importorskip("vllm", reason="the vllm engine tests need vLLM (see docs/engine.md)")
 openai = pytest.importorskip("openai")
@@ -26,17 +25,13 @@ PROMPTS = ["Write a haiku about the sea.", "请用一句话介绍长城。", "Ho
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir: Path, root: Path) -> Iterator[Server]:
-    logdir = tmp_path_factory.mktemp("vllm-server")
-    args = ["--engine", "vllm", "--model", str(tiny_model_dir), "--dtype", "float32", "--adapter-dir", str(root)]
-    args += ["--admin-key", "sk-admin", "--max-lora-rank", "8", "--max-loras", "4", "--max-model-len", "256"]
+def server(serve_module: ServerFactory, root: Path) -> Server:
+    extra = ["--engine", "vllm", "--max-lora-rank", "8", "--max-loras", "4", "--max-model-len", "256"]
     env = {
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "SWITCHBOARD_ROUTES": '[{"header": "X-Scenario", "value": "g", "adapter": "gamma"}]',
     }
-    srv = start_server(args, logdir / "server.log", env=env, timeout=400)
-    yield srv
-    stop_server(srv)
+    return serve_module(*extra, adapter_dir=root, admin_key="sk-admin", env=env, timeout=400)
 
 
 def chat(server: Server, model: str, prompt: str, max_tokens: int = 16, **headers: str) -> httpx.Response:
