@@ -72,7 +72,7 @@ async def test_late_request_joins_running_batch(engine: HFEngine):
     long = asyncio.create_task(run(engine, "long", PROMPTS[0], "alpha", greedy(120, ignore_eos=True)))
     await asyncio.sleep(0)
     # wait until the long request is generating
-    while engine.load()["running"] == 0:
+    while engine.occupancy()["running"] == 0:
         await asyncio.sleep(0.005)
     late_tokens, _, _, late_stamps = await run(engine, "late", PROMPTS[1], "beta", greedy(5, ignore_eos=True))
     long_tokens, _, _, long_stamps = await long
@@ -121,16 +121,16 @@ async def test_abort_frees_the_row(engine: HFEngine):
             break
     await stream.aclose()
     deadline = time.monotonic() + 10
-    while any(engine.load().values()) and time.monotonic() < deadline:
+    while any(engine.occupancy().values()) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    assert engine.load() == {"pending": 0, "running": 0}
+    assert engine.occupancy() == {"pending": 0, "running": 0}
 
 
 async def test_queue_full_is_overloaded(engine: HFEngine):
     streams = [engine.generate(GenerationRequest(f"q{i}", PROMPTS[0], greedy(200, ignore_eos=True))) for i in range(16)]
     firsts = [asyncio.ensure_future(anext(s)) for s in streams]
     deadline = time.monotonic() + 10
-    while engine.load()["pending"] < 16 and time.monotonic() < deadline:
+    while engine.occupancy()["pending"] < 16 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     with pytest.raises(Overloaded):
         await anext(engine.generate(GenerationRequest("extra", PROMPTS[0], greedy(5))))
@@ -160,7 +160,7 @@ async def test_incompatible_adapter_is_refused_and_others_unchanged(
 async def test_runtime_adapter_attached_off_thread_equals_peft_loaded(engine: HFEngine, tiny_adapters: dict[str, Path]):
     # "beta" was loaded at start-up by PEFT's own loader; "beta2" (same files) at runtime takes the fast
     # path: modules built in a worker thread, attached between decode steps.
-    assert engine.lora.prepare(tiny_adapters["beta"]) is not None
+    assert engine.stacks.prepare(tiny_adapters["beta"]) is not None
     background = asyncio.create_task(run(engine, "busy", PROMPTS[0], "alpha", greedy(40)))
     await engine.add_adapter("beta2", tiny_adapters["beta"])
     together = await asyncio.gather(
@@ -171,8 +171,8 @@ async def test_runtime_adapter_attached_off_thread_equals_peft_loaded(engine: HF
     await background
     await engine.remove_adapter("beta2")
     assert "beta2" not in engine.resident_adapters()
-    assert "beta2" not in engine.lora.model.peft_config
-    assert not any("beta2" in layer.lora_A or "beta2" in layer.scaling for layer in engine.lora._layers.values())
+    assert "beta2" not in engine.stacks.model.peft_config
+    assert not any("beta2" in layer.lora_A or "beta2" in layer.scaling for layer in engine.stacks._layers.values())
     assert (await run(engine, "still", PROMPTS[2], "beta", greedy(16)))[0] == together[0][0]
 
 
@@ -187,7 +187,7 @@ async def test_non_plain_lora_config_goes_through_peft(
     config = json.loads((patterned / "adapter_config.json").read_text())
     config["alpha_pattern"] = {"q_proj": 64}  # a different scaling on q_proj only
     (patterned / "adapter_config.json").write_text(json.dumps(config))
-    assert engine.lora.prepare(patterned) is None
+    assert engine.stacks.prepare(patterned) is None
     await engine.add_adapter("patterned", patterned)
     plain = (await run(engine, "plain", PROMPTS[1], "alpha", greedy(12)))[0]
     scaled = (await run(engine, "scaled", PROMPTS[1], "patterned", greedy(12)))[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
-from switchboard.engine.lora_rows import BASE_ROW, MultiLoraModel
+from switchboard.engine.lora_stacks import BASE_ROW, LoraStacks
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from .conftest import make_adapter
@@ -21,23 +21,23 @@ PROMPT = [2, 105, 2364, 107, 3689, 563, 506, 5279, 529, 7001, 236881, 106, 107, 
 
 
 @pytest.fixture
-def lora(tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> MultiLoraModel:
+def lora(tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> LoraStacks:
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    lora = MultiLoraModel(model, torch.float32, torch.device("cpu"))
+    lora = LoraStacks(model, torch.float32, torch.device("cpu"))
     for name, path in tiny_adapters.items():
         load(lora, name, path)
     return lora
 
 
-def load(lora: MultiLoraModel, key: str, path: Path) -> None:
+def load(lora: LoraStacks, key: str, path: Path) -> None:
     prepared = lora.prepare(path)
     if prepared is None:
         lora.load(key, path)
     else:
-        lora.attach(key, prepared, path)
+        lora.attach(key, prepared)
 
 
-def logits(lora: MultiLoraModel, names: list[str], peft: bool = False) -> torch.Tensor:
+def logits(lora: LoraStacks, names: list[str], peft: bool = False) -> torch.Tensor:
     """Last-position logits of PROMPT for each row's adapter; `peft` forces PEFT's mixed-batch forward."""
     rows = len(names)
     ids = torch.tensor([PROMPT] * rows)
@@ -50,7 +50,7 @@ def logits(lora: MultiLoraModel, names: list[str], peft: bool = False) -> torch.
         lora.use_stacks = True
 
 
-def test_stacked_rows_equal_peft_mixed_batch(lora: MultiLoraModel, monkeypatch):
+def test_stacked_rows_equal_peft_mixed_batch(lora: LoraStacks, monkeypatch):
     names = [BASE_ROW, "alpha", "beta", "gamma", "beta", BASE_ROW]
     reference = logits(lora, names, peft=True)
 
@@ -69,7 +69,7 @@ def test_stacked_rows_equal_peft_mixed_batch(lora: MultiLoraModel, monkeypatch):
         torch.testing.assert_close(alone[0], stacked[i], rtol=1e-5, atol=1e-5)
 
 
-def test_peft_modules_are_views_of_the_stacks(lora: MultiLoraModel):
+def test_peft_modules_are_views_of_the_stacks(lora: LoraStacks):
     checked = 0
     for name, layer in lora._layers.items():
         stack = lora._stacks[name]
@@ -81,7 +81,7 @@ def test_peft_modules_are_views_of_the_stacks(lora: MultiLoraModel):
     assert checked >= 3
 
 
-def test_growth_removal_and_slot_reuse(lora: MultiLoraModel, tiny_model_dir: Path, tmp_path: Path):
+def test_growth_removal_and_slot_reuse(lora: LoraStacks, tiny_model_dir: Path, tmp_path: Path):
     names = ["alpha", "beta", "gamma"]
     before = logits(lora, names)
     capacity = lora._capacity
@@ -109,7 +109,7 @@ def test_growth_removal_and_slot_reuse(lora: MultiLoraModel, tiny_model_dir: Pat
     torch.testing.assert_close(after[1], logits(lora, ["beta-again"], peft=True)[0], rtol=1e-5, atol=1e-5)
 
 
-def test_higher_rank_restacks_every_adapter(lora: MultiLoraModel, tiny_model_dir: Path, tmp_path: Path):
+def test_higher_rank_restacks_every_adapter(lora: LoraStacks, tiny_model_dir: Path, tmp_path: Path):
     names = ["alpha", "beta", "gamma"]
     before = logits(lora, names)
     rank = lora._rank
@@ -122,7 +122,7 @@ def test_higher_rank_restacks_every_adapter(lora: MultiLoraModel, tiny_model_dir
     )
 
 
-def test_adapter_with_lora_bias_is_served_by_peft(lora: MultiLoraModel, tiny_model_dir: Path, tmp_path: Path):
+def test_adapter_with_lora_bias_is_served_by_peft(lora: LoraStacks, tiny_model_dir: Path, tmp_path: Path):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(5)
