@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import bench_batching as bb  # bb.RESULTS_DIR, fill_defaults, cpu_model, git_commit
+import harness
 import torch
+from harness import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = ("pre-sales", "after-sales", "marketing")
 ROW_ADAPTERS = (None, *SCENARIOS)  # speed runs: request i uses ROW_ADAPTERS[i % 4]
 KINDS: dict[str, dict[str, str]] = {
@@ -114,7 +112,7 @@ def of_scenario(prompts: list[tuple[str, list[int]]], answers: list[list[int]], 
 
 def losses(engine: Any, encoded: dict[str, list]) -> tuple[dict[str, float], list[torch.Tensor]]:
     """Held-out loss per scenario (its own adapter), and the argmax next token at each assistant position."""
-    from switchboard_trainer.evaluate import assistant_loss
+    from switchboard.evaluate import assistant_loss
 
     peft_model = engine.lora.model
     picks: list[torch.Tensor] = []
@@ -163,7 +161,7 @@ async def speed(engines: dict[str, Any], prompts: list[list[int]], args: argpars
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from switchboard_trainer.evaluate import encode_dialogues, read_heldout
+    from switchboard.evaluate import encode_dialogues, read_heldout
 
     engines = build_engines(args)
     for engine in engines.values():
@@ -236,8 +234,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma3-270m", help="base model (embedded name or HF dir)")
+    parser = harness.parser(__doc__, "CI smoke run: small defaults, about a minute")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "switchboard")
     parser.add_argument("--adapters-dir", type=Path, default=REPO / "adapters", help="one adapter per scenario")
     parser.add_argument("--datasets", type=Path, default=REPO / "adapters" / "datasets")
@@ -252,38 +249,27 @@ def parse_args() -> argparse.Namespace:
         default=list(KINDS),
         help="dtypes to compare, of bf16,fp32,int8 (default all three)",
     )
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: small defaults, about a minute")
-    args = parser.parse_args()
-    defaults = {"prompts": 2, "loss_rows": 2, "max_tokens": 8, "batch_sizes": [1, 4], "repeats": 1} if args.quick else {
-        "prompts": 20, "loss_rows": 0, "max_tokens": 64, "batch_sizes": [1, 8, 16], "repeats": 3
-    }  # fmt: skip
-    return bb.fill_defaults(args, defaults)
+    quick = {"prompts": 2, "loss_rows": 2, "max_tokens": 8, "batch_sizes": [1, 4], "repeats": 1}
+    full = {"prompts": 20, "loss_rows": 0, "max_tokens": 64, "batch_sizes": [1, 8, 16], "repeats": 3}
+    return harness.parse(parser, quick, full)
 
 
 def main() -> int:
     args = parse_args()
     load_before = os.getloadavg()
     result = asyncio.run(bench(args))
-    result["setting"] = {
-        **{k: getattr(args, k) for k in ("model", "prompts", "loss_rows", "max_tokens", "batch_sizes", "repeats")},
-        "date": time.strftime("%Y-%m-%d"),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "loadavg_before_after": (load_before, os.getloadavg()),  # other work on the machine skews the figures
-        "command": shlex.join(["python", *sys.argv]),
-        "commit": bb.git_commit(),
-    }
     from switchboard.hardware import cpu_info
 
-    result["setting"]["cpu"] = cpu_info().as_dict()
+    result["setting"] = {
+        **{k: getattr(args, k) for k in ("model", "prompts", "loss_rows", "max_tokens", "batch_sizes", "repeats")},
+        **harness.machine(load_before, cpu_facts=cpu_info().as_dict()),
+        "torch_threads": torch.get_num_threads(),
+    }
     print(f"auto serves {result['auto']} on this CPU: {cpu_info().summary()}")
     print(table(result))
-    bb.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = bb.RESULTS_DIR / f"dtype-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
-    print(f"wrote {out.relative_to(REPO)}", file=sys.stderr)
+    harness.write_result("dtype", result)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.run_main(main)

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import secrets
 import shlex
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,13 +29,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bench_batching as bb  # the helpers shared with the batching benchmark
+import harness
 import httpx
+from harness import PROMPTS, p50_p95
 
 SWAPPED = "swapped"  # the adapter of part 2, registered (v1) before timing
-SOURCES = bb.ADAPTERS[:2]  # the two adapter dirs; each new version takes the other one
+SOURCES = ("bench-a", "bench-b")  # the two adapter dirs; each new version takes the other one
 PROBE_TOKENS = 8  # output tokens of each part-1 request: only its first token is timed
 SCENARIOS = {"A": "no swapping", "B": "swapping"}
+QUICK = {"registrations": 3, "requests": 96, "concurrency": 8, "max_tokens": 8, "swap_interval": 1.0, "repeats": 1}
+FULL = {"registrations": 10, "requests": 160, "concurrency": 16, "max_tokens": 64, "swap_interval": 2.0, "repeats": 3}
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Registration:
 
 
 @dataclass
-class SwapRun(bb.Run):
+class SwapRun(harness.Run):
     swaps: int = 0
     swap_post_s: list[float] = field(default_factory=list)
     swap_errors: list[str] = field(default_factory=list)
@@ -94,7 +94,7 @@ async def registrations(
         answer, post_s, error = await admin_call(admin, *add(f"reg-{i}", dirs[i % 2]))
         ref, first = answer.get("ref", f"reg-{i}"), None
         if error is None:  # the gap between the 201 and one_request's clock start is only the JSON parse (µs)
-            probe = await bb.one_request(client, "", ref, bb.PROMPTS[i % len(bb.PROMPTS)], PROBE_TOKENS)
+            probe = await harness.one_request(client, "", ref, PROMPTS[i % len(PROMPTS)], PROBE_TOKENS)
             first, error = probe.ttft_s, probe.error
             error = error or (await admin_call(admin, *delete(ref)))[2]  # keep the server small and idle
         out.append(Registration(ref, post_s, first, error))
@@ -129,23 +129,17 @@ async def run_load(
     dirs: list[Path], cur: Current, served: Counter[str],
 ) -> SwapRun:  # fmt: skip
     run = SwapRun(scenario, repeat, 0.0, [])
-    samples: list[bb.Sample | None] = [None] * args.requests
-    jobs = iter(range(args.requests))  # shared by the workers: each takes the next request when it is free
     before = Counter(served)
-
-    async def worker() -> None:
-        for i in jobs:
-            samples[i] = await bb.one_request(client, "", SWAPPED, bb.PROMPTS[i % len(bb.PROMPTS)], args.max_tokens)
-
     stop = asyncio.Event()
     swaps = asyncio.create_task(swapper(admin, dirs, cur, run, args.swap_interval, stop)) if scenario == "B" else None
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    run.wall_s = time.perf_counter() - start
+    run.wall_s, run.samples = await harness.clients(
+        args.requests,
+        args.concurrency,
+        lambda i: harness.one_request(client, "", SWAPPED, PROMPTS[i % len(PROMPTS)], args.max_tokens),
+    )
     stop.set()
     if swaps is not None:
         await swaps
-    run.samples = [s for s in samples if s is not None]
     run.served_by = dict(served - before)
     return run
 
@@ -159,17 +153,14 @@ async def bench(
         if resp.request.url.path == "/v1/chat/completions":
             served[resp.headers.get("x-adapter", "none")] += 1
 
-    limits = httpx.Limits(max_connections=args.concurrency + 4, max_keepalive_connections=args.concurrency + 4)
-    base_url = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": f"Bearer {key}"}
     async with (
-        httpx.AsyncClient(base_url=base_url, timeout=600.0, limits=limits, event_hooks={"response": [tag]}) as client,
-        httpx.AsyncClient(base_url=base_url, timeout=600.0, headers=auth) as admin,
+        harness.client(port, args.concurrency + 4, event_hooks={"response": [tag]}) as client,
+        harness.client(port, headers={"Authorization": f"Bearer {key}"}) as admin,
     ):
-        base_id = str((await bb.wait_ready(client, proc, log))["model"])
+        base_id = str((await harness.wait_ready(client, proc, log)).json()["model"])
         answer, _, error = await admin_call(admin, *add(SWAPPED, dirs[0]))
         for target in ("base", SWAPPED):  # warm-up: this first registration and a request on each
-            warm = await bb.one_request(client, base_id, target, bb.PROMPTS[0], args.max_tokens)
+            warm = await harness.one_request(client, base_id, target, PROMPTS[0], args.max_tokens)
             error = error or warm.error
         if error:
             raise RuntimeError(f"warm-up failed: {error}")
@@ -179,44 +170,33 @@ async def bench(
         for repeat in range(args.repeats):
             for scenario in SCENARIOS:
                 run = await run_load(client, admin, args, scenario, repeat, dirs, cur, served)
-                failed = sum(s.error is not None for s in run.samples) + len(run.swap_errors)
-                progress = f"repeat {repeat + 1}/{args.repeats} {scenario}: {run.tokens_per_s:7.1f} tok/s"
-                print(f"  {progress} in {run.wall_s:6.1f}s, {run.swaps} swaps, {failed} failed", file=sys.stderr)
+                swap_errors = f"{len(run.swap_errors)} failed swaps, " if run.swap_errors else ""
+                harness.progress(run, args.repeats, f"{run.swaps} swaps, {swap_errors}")
                 runs.append(run)
         return regs, runs
-
-
-def ms(values: list[float]) -> tuple[float, float]:
-    return bb.pct(values, 50) * 1000, bb.pct(values, 95) * 1000
 
 
 def summarize(regs: list[Registration], runs: list[SwapRun]) -> dict[str, Any]:
     ok_regs = [r for r in regs if r.error is None]
     out: dict[str, Any] = {
         "registration": {
-            "post_ms": ms([r.post_s for r in ok_regs]),
-            "first_token_ms": ms([r.first_token_s for r in ok_regs if r.first_token_s is not None]),
+            "post_ms": p50_p95([r.post_s for r in ok_regs], 1000),
+            "first_token_ms": p50_p95([r.first_token_s for r in ok_regs if r.first_token_s is not None], 1000),
             "failed": len(regs) - len(ok_regs),
             "errors": [r.error for r in regs if r.error][:5],
         }
     }
     for key in SCENARIOS:
         mine = [r for r in runs if r.scenario == key]
-        samples = [s for r in mine for s in r.samples]
         swap_errors = [e for r in mine for e in r.swap_errors]
-        ok = [s for s in samples if s.error is None]
-        latency = [s.latency_s for s in ok]
-        out[key] = {
-            "tok_s_runs": [round(r.tokens_per_s, 2) for r in mine],
-            "tok_s": statistics.median(r.tokens_per_s for r in mine),
-            "ttft_ms": ms([s.ttft_s for s in ok if s.ttft_s is not None]),
-            "latency_s": (bb.pct(latency, 50), bb.pct(latency, 95)),
-            "swaps_runs": [r.swaps for r in mine],
-            "versions_runs": [len(r.served_by) for r in mine],  # distinct versions that served requests
-            "swap_post_ms": ms([t for r in mine for t in r.swap_post_s]),
-            "failed": sum(s.error is not None for s in samples) + len(swap_errors),
-            "errors": sorted({s.error for s in samples if s.error} | set(swap_errors))[:5],
-        }
+        out[key] = harness.summarize(mine)
+        out[key].update(
+            swaps_runs=[r.swaps for r in mine],
+            versions_runs=[len(r.served_by) for r in mine],  # distinct versions that served requests
+            swap_post_ms=p50_p95([t for r in mine for t in r.swap_post_s], 1000),
+            failed=out[key]["failed"] + len(swap_errors),
+            errors=sorted({s.error for r in mine for s in r.samples if s.error} | set(swap_errors))[:5],
+        )
     return out
 
 
@@ -245,94 +225,58 @@ def report(args: argparse.Namespace, setting: dict[str, Any], summary: dict[str,
         s = summary[key]
         swap_ms = "—" if key == "A" else f"{s['swap_post_ms'][0]:.0f} / {s['swap_post_ms'][1]:.0f}"
         lines.append(
-            f"| {key}: {title} | {s['tok_s']:.1f} | {', '.join(f'{v:.1f}' for v in s['tok_s_runs'])} "
-            f"| {s['ttft_ms'][0]:.0f} / {s['ttft_ms'][1]:.0f} | {s['latency_s'][0]:.2f} / {s['latency_s'][1]:.2f} "
-            f"| {', '.join(map(str, s['swaps_runs']))} | {', '.join(map(str, s['versions_runs']))} "
-            f"| {swap_ms} | {s['failed']} |"
+            f"| {key}: {title} | {harness.cells(s)} | {', '.join(map(str, s['swaps_runs']))} "
+            f"| {', '.join(map(str, s['versions_runs']))} | {swap_ms} | {s['failed']} |"
         )
-    lines += [
-        "",
-        f"Setting: {setting['cpu']}, {setting['cores']} cores shared by client and server; model {setting['model']}, "
-        f"{setting['dtype']}, hf engine; LoRA r=8 on q/k/v/o. Part 1: {args.registrations} registrations (new "
-        f"names, 2 dirs alternating) on an idle server, one streaming request each ({PROBE_TOKENS} tokens). "
-        f"Part 2: {args.requests} requests per scenario, {args.concurrency} concurrent streaming clients, all on "
-        f"model `{SWAPPED}`; prompts {setting['prompt_tokens'][0]}–{setting['prompt_tokens'][1]} tokens (chat "
-        f"template), {args.max_tokens} output tokens (ignore_eos), temperature 0; B: a new version every "
-        f"{args.swap_interval:g} s, then the previous one deleted; A, B interleaved, {args.repeats} repeat(s); "
-        f"load average {setting['loadavg_before_after'][0][0]:.2f} before, "
-        f"{setting['loadavg_before_after'][1][0]:.2f} after; commit {setting['commit']}.",
-        "",
-        f"Command: `{setting['command']}`",
-    ]
+    what = (
+        f"model {setting['model']}, {setting['dtype']}, hf engine; LoRA r=8 on q/k/v/o. Part 1: "
+        f"{args.registrations} registrations (new names, 2 dirs alternating) on an idle server, one streaming "
+        f"request each ({PROBE_TOKENS} tokens). Part 2: {args.requests} requests per scenario, {args.concurrency} "
+        f"concurrent streaming clients, all on model `{SWAPPED}`; prompts {setting['prompt_tokens'][0]}–"
+        f"{setting['prompt_tokens'][1]} tokens (chat template), {args.max_tokens} output tokens (ignore_eos), "
+        f"temperature 0; B: a new version every {args.swap_interval:g} s, then the previous one deleted; A, B "
+        f"interleaved, {args.repeats} repeat(s)"
+    )
+    lines += harness.footer(setting, "server", what)
     return "\n".join(lines)
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma3-270m", help="base model (embedded name or HF dir)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["auto", "bfloat16", "float16", "float32"])
-    parser.add_argument("--registrations", type=int, help="part 1: registrations timed (default 10; quick 3)")
-    parser.add_argument("--requests", type=int, help="part 2: requests per scenario (default 160; quick 96)")
-    parser.add_argument("--concurrency", type=int, help="part 2: concurrent clients (default 16; quick 8)")
-    parser.add_argument("--max-tokens", type=int, help="part 2: output tokens per request (default 64; quick 8)")
-    parser.add_argument("--swap-interval", type=float, help="part 2, B: seconds between swaps (default 2; quick 1)")
-    parser.add_argument("--repeats", type=int, help="part 2: rounds of A then B, medians (default 3; quick 1)")
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: small defaults, finishes in <1 min")
-    args = parser.parse_args()
-    names = ("registrations", "requests", "concurrency", "max_tokens", "swap_interval", "repeats")
-    defaults = dict(zip(names, (3, 96, 8, 8, 1.0, 1) if args.quick else (10, 160, 16, 64, 2.0, 3), strict=True))
-    return bb.fill_defaults(args, defaults)
+    parser = harness.parser(__doc__, "CI smoke run: small defaults, finishes in <1 min", dtypes=harness.DTYPES)
+    return harness.parse(
+        parser, QUICK, FULL, registrations="part 1: registrations timed",
+        requests="part 2: requests per scenario", concurrency="part 2: concurrent clients",
+        max_tokens="part 2: output tokens per request", swap_interval="part 2, B: seconds between swaps",
+        repeats="part 2: rounds of A then B, medians",
+    )  # fmt: skip
 
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, bb.stop_on_sigterm)
     with tempfile.TemporaryDirectory(prefix="switchboard-hotswap-") as tmp_dir:
         tmp = Path(tmp_dir)
         root = tmp / "adapters"  # the --adapter-root: registrations must come from under it
-        started = time.perf_counter()
-        bb.make_adapters_in_child(args.model, root)
-        dirs = [(root / name).resolve() for name in SOURCES]
-        print(f"made the adapters in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        dirs = [path.resolve() for path in harness.adapters(args.model, root, SOURCES).values()]
         load_before = os.getloadavg()
-        (tmp / "empty").mkdir()  # as --adapter-dir: nothing registered at start
         admin_key = secrets.token_urlsafe(16)
-        server_cmd = [sys.executable, "-m", "switchboard.cli", "serve", "--model", args.model, "--dtype", args.dtype]
-        server_cmd += ["--admin-key", admin_key, "--adapter-root", str(root), "--adapter-dir", str(tmp / "empty")]
-        port = bb.free_port()
-        server_cmd += ["--state-dir", str(tmp / "state"), "--port", str(port), "--host", "127.0.0.1"]
-        server_cmd += ["--log-level", "warning"]
-        with bb.server(server_cmd, tmp / "server.log") as proc:
+        port = harness.free_port()
+        admin = ("--admin-key", admin_key, "--adapter-root", str(root))  # nothing registered at start
+        server_cmd = harness.serve_command(sys.executable, args, port, tmp, {}, *admin)
+        with harness.server(server_cmd, tmp / "server.log") as proc:
             regs, runs = asyncio.run(bench(args, port, proc, tmp / "server.log", admin_key, dirs))
     summary = summarize(regs, runs)
     prompt_tokens = [s.prompt_tokens for r in runs for s in r.samples if s.error is None] or [0]
-    names = ("model", "dtype", "registrations", "requests", "concurrency", "max_tokens", "swap_interval", "repeats")
     setting = {
-        **{k: getattr(args, k) for k in names},
-        "date": time.strftime("%Y-%m-%d"),
-        "cpu": bb.cpu_model(),
-        "cores": os.cpu_count(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "loadavg_before_after": (load_before, os.getloadavg()),  # other work on the machine skews the figures
+        **{k: getattr(args, k) for k in ("model", "dtype", *FULL)},
+        **harness.machine(load_before),
         "prompt_tokens": (min(prompt_tokens), max(prompt_tokens)),
-        "command": shlex.join(["python", *sys.argv]),
         "server_command": shlex.join(["python", *server_cmd[1:]]).replace(admin_key, "KEY"),
-        "commit": bb.git_commit(),
     }
     print(report(args, setting, summary))
-    bb.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = bb.RESULTS_DIR / f"hotswap-{time.strftime('%Y%m%d-%H%M%S')}.json"
     result = {"setting": setting, "summary": summary, "registrations": [asdict(r) for r in regs]}
-    out.write_text(json.dumps({**result, "runs": [asdict(r) for r in runs]}, indent=2, ensure_ascii=False))
-    print(f"wrote {out.relative_to(bb.REPO)}", file=sys.stderr)
-    for key, s in summary.items():
-        for error in s["errors"]:
-            print(f"failed in {key}: {error}", file=sys.stderr)
-    return 1 if sum(s["failed"] for s in summary.values()) else 0
+    harness.write_result("hotswap", {**result, "runs": [asdict(r) for r in runs]})
+    return harness.exit_code(summary)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the server was already stopped on the way out
-        sys.exit(130)
+    harness.run_main(main)

@@ -9,14 +9,12 @@ Never asserts a speed. Usage: `python loadtests/bench_lora_rows.py [--rows 16] [
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import bench_batching as bb  # make_adapters_in_child: the loadgen-style adapters
+import harness
 import torch
 from switchboard.config import load_settings
 from switchboard.engine.lora_rows import BASE_ROW, MultiLoraModel
@@ -44,8 +42,7 @@ def step_ms(lora: MultiLoraModel, names: list[str], steps: int, peft: bool) -> f
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma3-270m")
+    parser = harness.parser(__doc__)
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
@@ -56,13 +53,12 @@ def main() -> int:
     names = [f"lg-{i:02d}" for i in range(args.rows)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.adapter_cache).expanduser() / args.model[:16] if args.adapter_cache else Path(tmp)
-        if not all((root / n / "adapter_config.json").is_file() for n in names):
-            bb.make_adapters_in_child(args.model, root, names)
+        harness.adapters(args.model, root, names)  # loadgen-style, made unless cached
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
         lora = MultiLoraModel(model, torch.bfloat16, torch.device("cpu"))
         for name in names:
             prepared = lora.prepare(root / name)
-            lora.attach(name, prepared, root / name) if prepared else lora.load(name, root / name)
+            lora.attach(name, prepared) if prepared else lora.load(name, root / name)
     mixes = {
         "all base": [BASE_ROW] * args.rows,
         "one adapter": [names[0]] * args.rows,
@@ -83,4 +79,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.run_main(main)

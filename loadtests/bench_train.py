@@ -11,19 +11,17 @@ on this CPU; never asserts a speed. Usage: `python loadtests/bench_train.py [--q
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import bench_batching as bb  # bb.RESULTS_DIR, fill_defaults, git_commit
+import harness
 import torch
+from harness import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [REPO / "adapters" / "configs" / f"{name}.yaml" for name in ("after-sales",)]
 
 
@@ -88,7 +86,7 @@ def bench_config(path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__doc__, "CI smoke run: one short step, about a minute", model=False)
     parser.add_argument("configs", nargs="*", type=Path, help="training configs (default: the bundled after-sales)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "switchboard")
     parser.add_argument("--steps", type=int, help="timed steps per precision after a warm-up (default 3; quick 1)")
@@ -98,7 +96,6 @@ def parse_args() -> argparse.Namespace:
         type=lambda s: s.split(","),
         help="fp32,bf16 (default both; quick: what auto picks on this CPU)",
     )
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: one short step, about a minute")
     args = parser.parse_args()
     args.configs = args.configs or CONFIGS
     if args.quick:
@@ -108,7 +105,7 @@ def parse_args() -> argparse.Namespace:
         defaults: dict[str, Any] = {"steps": 1, "batch_size": 2, "precisions": [auto]}
     else:
         defaults = {"steps": 3, "batch_size": None, "precisions": ["fp32", "bf16"]}
-    return bb.fill_defaults(args, defaults)
+    return harness.fill_defaults(args, defaults)
 
 
 def main() -> int:
@@ -125,21 +122,13 @@ def main() -> int:
         "setting": {
             "steps": args.steps,
             "precisions": args.precisions,
-            "date": time.strftime("%Y-%m-%d"),
-            "cpu": cpu_info().as_dict(),
-            "cores": os.cpu_count(),
+            **harness.machine(load_before, cpu_facts=cpu_info().as_dict()),
             "torch_threads": torch.get_num_threads(),
-            "loadavg_before_after": (load_before, os.getloadavg()),
-            "command": shlex.join(["python", *sys.argv]),
-            "commit": bb.git_commit(),
         },
     }
-    bb.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = bb.RESULTS_DIR / f"train-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"wrote {out.relative_to(REPO)}", file=sys.stderr)
+    harness.write_result("train", result)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.run_main(main)

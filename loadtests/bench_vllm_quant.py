@@ -94,10 +94,11 @@ def child(python: str, *args: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import harness  # httpx, like torch, only here in the driver
     from bench_dtype import agreement  # torch only here, in the driver; the children need neither
     from switchboard.config import load_settings
+    from switchboard.evaluate import read_heldout
     from switchboard.models import resolve_model_dir
-    from switchboard_trainer.evaluate import read_heldout
 
     settings = load_settings(None, model=args.model)
     model_dir = resolve_model_dir(settings.model, settings.cache_dir)
@@ -150,9 +151,7 @@ def run(args: argparse.Namespace) -> int:
                   f" {bare['prefix']:17.3f} / {bare['exact']:.3f} {speed}")  # fmt: skip
     for name, error in failures.items():
         print(f"{name:<7} vLLM with LoRA failed to start: {error}")
-    out = HERE / "results" / f"vllm-quant-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}", file=sys.stderr)
+    harness.write_result("vllm-quant", report, indent=1)
     return 0
 
 

@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,8 +41,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import bench_batching as bb  # server(), free_port(), make_adapters_in_child(), cpu_model(), git_commit()
-import httpx
+import harness
 import loadgen_report as report
 from loadgen_driver import Run, Target, closed_loop, open_loop, warm_up
 from loadgen_workload import BASE, Lengths, TraceRequest, WorkloadSpec, adapter_names, make_trace, pools_used
@@ -112,12 +109,7 @@ def adapter_dirs(args: argparse.Namespace, names: list[str], tmp: Path) -> dict[
             args.model if "/" not in args.model else hashlib.sha1(str(Path(args.model).resolve()).encode()).hexdigest()
         )
         root = Path(args.adapter_cache).expanduser() / key[:16]
-    dirs = {name: root / name for name in names}
-    if not all((d / "adapter_config.json").is_file() for d in dirs.values()):
-        started = time.perf_counter()
-        bb.make_adapters_in_child(args.model, root, names)
-        print(f"made {len(names)} adapters in {time.perf_counter() - started:.1f}s under {root}", file=sys.stderr)
-    return dirs
+    return harness.adapters(args.model, root, names)
 
 
 def vllm_model_dir(model: str) -> Path:
@@ -129,23 +121,20 @@ def vllm_model_dir(model: str) -> Path:
 def server_command(target: str, args: argparse.Namespace, adapters: dict[str, Path], port: int, tmp: Path) -> list[str]:
     flags = [arg for name, path in adapters.items() for arg in ("--adapter", f"{name}={path}")]
     common = ["--host", "127.0.0.1", "--port", str(port)]
+    batch = ("--max-batch-size", str(args.max_batch_size))
     if target == "switchboard":
-        (tmp / "empty").mkdir(exist_ok=True)  # as --adapter-dir: serve only these adapters, not the bundled ones
-        return [sys.executable, "-m", "switchboard.cli", "serve", "--model", args.model, "--dtype", args.dtype,
-                *flags, "--adapter-dir", str(tmp / "empty"), "--state-dir", str(tmp / "state"), *common,
-                "--max-batch-size", str(args.max_batch_size), "--max-resident-adapters", str(max(64, len(adapters))),
-                "--log-level", "warning"]  # fmt: skip
+        resident = ("--max-resident-adapters", str(max(64, len(adapters))))
+        return harness.serve_command(sys.executable, args, port, tmp, adapters, *batch, *resident)
     if target == "naive":
         return [sys.executable, str(HERE / "naive_peft_server.py"), "--model", args.model, "--dtype", args.dtype,
                 *flags, *common]  # fmt: skip
     max_loras = min(len(adapters), args.max_batch_size)  # vLLM: most adapters in one batch
     if target == "switchboard-vllm":  # Switchboard's control plane on vLLM's engine, same vLLM settings
-        (tmp / "empty").mkdir(exist_ok=True)
-        return [args.vllm_python, "-m", "switchboard.cli", "serve", "--engine", "vllm", "--model", args.model,
-                "--dtype", args.dtype, *flags, "--adapter-dir", str(tmp / "empty"), "--state-dir",
-                str(tmp / "state-vllm"), *common, "--max-batch-size", str(args.max_batch_size),
-                "--max-resident-adapters", str(len(adapters)), "--max-loras", str(max_loras), "--max-lora-rank", "8",
-                "--max-model-len", "1024", "--log-level", "warning"]  # fmt: skip
+        return harness.serve_command(
+            args.vllm_python, args, port, tmp, adapters, "--engine", "vllm", *batch, "--max-resident-adapters",
+            str(len(adapters)), "--max-loras", str(max_loras), "--max-lora-rank", "8", "--max-model-len", "1024",
+            state="state-vllm",
+        )  # fmt: skip
     model_dir = vllm_model_dir(args.model)
     cmd = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", "base", "--enable-lora", "--max-loras", str(max_loras), "--max-cpu-loras",
@@ -158,33 +147,17 @@ def server_command(target: str, args: argparse.Namespace, adapters: dict[str, Pa
     return cmd
 
 
-async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen[bytes], log: Path, target: str) -> str:
-    """Poll until the server answers; returns the model id of its base model."""
-    deadline = time.monotonic() + READY_DEADLINE_S[target]
-    path = "/v1/models" if target == "vllm" else "/ready"  # vLLM has no /ready; /v1/models answers once loaded
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{target} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            resp = await client.get(path, timeout=2.0)
-            if resp.status_code == 200:
-                return "base" if target == "vllm" else str(resp.json()["model"])
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"{target} not ready after {READY_DEADLINE_S[target]:.0f}s:\n{log.read_text()[-3000:]}")
-
-
 async def drive_target(
     target: str, args: argparse.Namespace, keys: list[str], traces: dict[str, list[TraceRequest]],
     all_scenarios: dict[str, Scenario], port: int, proc: subprocess.Popen[bytes], log: Path,
 ) -> list[Run]:  # fmt: skip
     width = max(args.concurrency, args.max_in_flight) + 4
-    limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
-    base_url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base_url, timeout=args.max_run_s + 60, limits=limits) as client:
+    async with harness.client(port, width, timeout=args.max_run_s + 60) as client:
         started = time.perf_counter()
-        server = Target(target, base_url, await wait_ready(client, proc, log, target))
+        path = "/v1/models" if target == "vllm" else "/ready"  # vLLM has no /ready; /v1/models answers once loaded
+        ready = await harness.wait_ready(client, proc, log, path, READY_DEADLINE_S[target], target)
+        base_model = "base" if target == "vllm" else str(ready.json()["model"])
+        server = Target(target, f"http://127.0.0.1:{port}", base_model)
         used = [*pools_used(all_scenarios[k].spec.pool for k in keys), BASE]
         await warm_up(client, server, used)
         print(f"{target}: ready and warm in {time.perf_counter() - started:.1f}s", file=sys.stderr)
@@ -207,11 +180,9 @@ async def drive_target(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__doc__, "CI smoke run: small defaults, a minute or two with server starts",
+                            dtypes=harness.DTYPES[1:])  # fmt: skip
     add = parser.add_argument
-    add("--quick", action="store_true", help="CI smoke run: small defaults, a minute or two with server starts")
-    add("--model", default="gemma3-270m", help="base model (embedded name or HF dir)")
-    add("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     add("--targets", default="switchboard,naive,vllm,switchboard-vllm",
         help="comma-separated: switchboard, naive, vllm, switchboard-vllm (Switchboard's vllm engine)")  # fmt: skip
     add("--vllm-python", default=os.environ.get("SWITCHBOARD_VLLM_PYTHON"), help="Python with vLLM (vllm target)")
@@ -237,10 +208,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--max-run-s", type=float, help=f"wall-time cap per run (default {FULL['max_run_s']:g})")
     add("--seed", type=int, default=0, help="trace seed: same seed, same trace")
     add("--adapter-cache", help="keep the generated adapters here and reuse them (default: a temp dir)")
-    add("--out-dir", default=str(bb.RESULTS_DIR), help="where the JSON, markdown and PNGs go")
+    add("--out-dir", default=str(harness.RESULTS_DIR), help="where the JSON, markdown and PNGs go")
     add("--no-plots", action="store_true", help="skip the PNG plots")
-    args = parser.parse_args(argv)
-    bb.fill_defaults(args, QUICK if args.quick else FULL)
+    args = harness.parse(parser, QUICK, FULL, argv)
     args.adapters = [int(n) for n in str(args.adapters).split(",")]
     args.rates = [float(r) for r in str(args.rates).split(",") if r]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -251,7 +221,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, bb.stop_on_sigterm)
     notes = []
     for target in ("vllm", "switchboard-vllm"):
         if target in args.targets and not args.vllm_python:
@@ -270,45 +239,28 @@ def main(argv: list[str] | None = None) -> int:
         dirs = adapter_dirs(args, pools_used(s.spec.pool for s in all_scenarios.values()), tmp)
         for target, keys in targets.items():
             mine = {name: dirs[name] for name in pools_used(all_scenarios[k].spec.pool for k in keys)}
-            port = bb.free_port()
+            port = harness.free_port()
             cmd = server_command(target, args, mine, port, tmp)
             commands[target] = shlex.join(cmd)
             env = (
                 {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if "vllm" in target else {}
             )
             log = tmp / f"{target}.log"
-            with bb.server(cmd, log, env) as proc:
+            with harness.server(cmd, log, env) as proc:
                 runs += asyncio.run(drive_target(target, args, keys, traces, all_scenarios, port, proc, log))
     summary = report.summarize(runs)
     ratio_rows = report.ratios(summary, args.adapters, args.concurrency)
     names = ("quick", "model", "dtype", "requests", "concurrency", "naive_requests", "repeats", "max_in_flight",
              "max_batch_size", "max_run_s", "targets")  # fmt: skip
+    workload = ("alpha", "cv", "seed", "prompt_mean", "prompt_sigma", "output_mean", "output_sigma",
+                "max_prompt_tokens", "max_output_tokens")  # fmt: skip
     setting = {
         **{k: getattr(args, k) for k in names},
         "duration_s": args.duration,
-        "workload": {
-            k: getattr(args, k)
-            for k in (
-                "alpha",
-                "cv",
-                "seed",
-                "prompt_mean",
-                "prompt_sigma",
-                "output_mean",
-                "output_sigma",
-                "max_prompt_tokens",
-                "max_output_tokens",
-            )
-        },  # fmt: skip
+        "workload": {k: getattr(args, k) for k in workload},
         "scenarios": {k: s.title for k, s in all_scenarios.items()},
-        "date": time.strftime("%Y-%m-%d"),
-        "cpu": bb.cpu_model(),
-        "cores": os.cpu_count(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),  # inherited by the servers
-        "loadavg_before_after": (load_before, os.getloadavg()),  # other work on the machine skews the figures
-        "command": shlex.join(["python", *(sys.argv if argv is None else [sys.argv[0], *argv])]),
+        **harness.machine(load_before, argv),
         "server_commands": commands,
-        "commit": bb.git_commit(),
         "notes": notes,
     }
     out_dir = Path(args.out_dir)
@@ -323,18 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                          for k, s in all_scenarios.items()},
               "runs": [{"target": r.target, "scenario": r.scenario, "repeat": r.repeat, "wall_s": r.wall_s,
                         "tok_s": r.tokens_per_s, "outcomes": [o.row() for o in r.outcomes]} for r in runs]}  # fmt: skip
-    out = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    out = harness.write_result(prefix, result, out_dir, indent=1, say=False)
     print(f"wrote {out}, {prefix}.md and {len(plots)} plot(s) in {out_dir}", file=sys.stderr)
-    failed = sum(s["failed"] for s in summary.values())
-    for key, s in summary.items():
-        for error in s["errors"]:
-            print(f"{key}: {error}", file=sys.stderr)
-    return 1 if failed else 0
+    return harness.exit_code(summary, prefix="")
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the servers were already stopped on the way out
-        sys.exit(130)
+    harness.run_main(main)

@@ -10,13 +10,13 @@ and counted as cancelled, requests not yet sent as not sent; neither counts as a
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import harness
 import httpx
-from loadgen_workload import BASE, TraceRequest
+from loadgen_workload import TraceRequest
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,6 @@ class Target:
     name: str
     base_url: str
     base_model: str
-
-    def request(self, req: TraceRequest) -> tuple[dict[str, Any], dict[str, str]]:
-        body = {
-            "model": self.base_model if req.adapter == BASE else req.adapter,
-            "messages": [{"role": "user", "content": req.prompt}],
-            "max_tokens": req.output_tokens,
-            "temperature": 0,
-            "ignore_eos": True,  # vLLM extension, accepted by Switchboard and the naive server: exact output length
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        return body, ({"X-Adapter": BASE} if req.adapter == BASE else {})  # Switchboard: base even with routes
 
 
 @dataclass
@@ -87,43 +75,12 @@ class Run:
 async def stream_one(client: httpx.AsyncClient, target: Target, req: TraceRequest, out: Outcome, t0: float) -> None:
     """Send `req` and read its SSE stream into `out`. TTFT and latency count from the send minus `out.queued_s`:
     the arrival in the open loop, the send in the closed loop. `t0` is the run's start (for `end_s`)."""
-    body, headers = target.request(req)
-    sent = time.perf_counter()
-    origin = sent - out.queued_s
     out.status = "running"
-    done = False  # a complete stream ends with `data: [DONE]`
-    last: float | None = None
-    try:
-        async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as resp:
-            if resp.status_code != 200:
-                out.error = f"HTTP {resp.status_code}: {(await resp.aread()).decode(errors='replace')[:200]}"
-            else:
-                async for line in resp.aiter_lines():
-                    if line == "data: [DONE]":
-                        done = True
-                    if not line.startswith("data: ") or done:
-                        continue
-                    chunk = json.loads(line[6:])
-                    if "error" in chunk:
-                        out.error = str(chunk["error"].get("message"))[:200]
-                    elif chunk.get("usage"):
-                        out.prompt_tokens = chunk["usage"]["prompt_tokens"]
-                        out.completion_tokens = chunk["usage"]["completion_tokens"]
-                    if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
-                        now = time.perf_counter()
-                        if last is None:
-                            out.ttft_s = now - origin
-                        else:
-                            out.itl_s.append(now - last)
-                        last = now
-    except httpx.HTTPError as exc:
-        out.error = f"{type(exc).__name__}: {exc}"[:200]
-    now = time.perf_counter()
-    out.latency_s, out.end_s = now - origin, now - t0
-    if out.error is None and not done:
-        out.error = "stream ended without data: [DONE]"
-    if out.error is None and out.completion_tokens != req.output_tokens:
-        out.error = f"got {out.completion_tokens} output tokens, expected {req.output_tokens}"
+    end = await harness.stream_chat(
+        client, out, req.prompt, req.output_tokens, req.adapter, target.base_model,
+        origin=time.perf_counter() - out.queued_s, itl=out.itl_s,
+    )  # fmt: skip
+    out.end_s = end - t0
     out.status = "failed" if out.error else "ok"
 
 

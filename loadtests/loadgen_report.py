@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import bench_batching as bb  # pct: nearest-rank percentile
+import harness
 from loadgen_driver import Run
 
 PERCENTILES = (50, 95, 99)
@@ -21,7 +21,7 @@ TARGET_TITLES = {
 
 
 def _pcts(values: list[float], scale: float = 1.0) -> list[float]:
-    return [bb.pct(values, p) * scale for p in PERCENTILES]
+    return [harness.pct(values, p) * scale for p in PERCENTILES]
 
 
 def summarize(runs: list[Run]) -> dict[str, dict[str, Any]]:
@@ -110,9 +110,9 @@ def markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]], ratio_
             f"| {_fmt(s['itl_ms'])} | {_fmt(s['latency_s'], 2)} | {s['ok']} / {s['failed']} / {s['cancelled']} |"
         )
     w = setting["workload"]
-    lines += [
-        "",
-        f"Setting: {setting['cpu']}, {setting['cores']} cores shared by client and servers (one server at a time); "
+    lines += harness.footer(
+        setting,
+        "servers (one server at a time)",
         f"OMP_NUM_THREADS {setting['omp_num_threads'] or 'unset'}; model {setting['model']}, {setting['dtype']}; "
         "LoRA adapters r=8 on q/k/v/o with distinct random weights; "
         f"prompt tokens log-normal (mean {w['prompt_mean']:g}, σ {w['prompt_sigma']:g}) clipped to "
@@ -122,11 +122,8 @@ def markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]], ratio_
         f"open loop (rate-*): Gamma arrivals with cv {w['cv']:g} for {setting['duration_s']:g} s, at most "
         f"{setting['max_in_flight']} in flight; power law alpha {w['alpha']:g}; seed {w['seed']}; "
         f"{setting['repeats']} repeat(s), scenarios of one server interleaved; each run capped at "
-        f"{setting['max_run_s']:g} s; load average {setting['loadavg_before_after'][0][0]:.2f} before, "
-        f"{setting['loadavg_before_after'][1][0]:.2f} after; commit {setting['commit']}.",
-        "",
-        f"Command: `{setting['command']}`",
-    ]
+        f"{setting['max_run_s']:g} s",
+    )
     if setting.get("notes"):
         lines += ["", *(f"Note: {note}" for note in setting["notes"])]
     lines += ["", *(f"![{Path(p).stem}]({Path(p).name})" for p in plots)]

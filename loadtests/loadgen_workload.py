@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from harness import BASE  # pool entry that sends the request to the bare base model
 
-BASE = "base"  # pool entry that sends the request to the bare base model
 CHAT_OVERHEAD_TOKENS = 9  # Gemma chat template around one user message: <bos><start_of_turn>user\n…<end_of_turn>\n…
 _WORDS = """time person year way day thing man world life hand part child eye woman place work week case point
 government company number group problem fact be have do say get make go know take see come think look want give use
