@@ -114,7 +114,7 @@ def losses(engine: Any, encoded: dict[str, list]) -> tuple[dict[str, float], lis
     """Held-out loss per scenario (its own adapter), and the argmax next token at each assistant position."""
     from switchboard.evaluate import assistant_loss
 
-    peft_model = engine.lora.model
+    peft_model = engine.stacks.model
     picks: list[torch.Tensor] = []
 
     def logits_of(ids: torch.Tensor, adapter: str) -> torch.Tensor:

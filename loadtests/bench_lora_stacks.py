@@ -4,7 +4,7 @@ One process, one model (Gemma 3 270M by default), N loadgen-style adapters (r=8 
 random weights). For each mix of the rows' adapters (all base, one adapter, 4, 16) it times `--steps`
 decode steps of `--rows` rows after a 64-token prefill, once through PEFT's `adapter_names` forward and
 once through the stacks, interleaved, `--repeats` times; prints medians and the ratio PEFT ÷ stacked.
-Never asserts a speed. Usage: `python loadtests/bench_lora_rows.py [--rows 16] [--adapter-cache DIR]`.
+Never asserts a speed. Usage: `python loadtests/bench_lora_stacks.py [--rows 16] [--adapter-cache DIR]`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 import harness
 import torch
 from switchboard.config import load_settings
-from switchboard.engine.lora_rows import BASE_ROW, MultiLoraModel
+from switchboard.engine.lora_stacks import BASE_ROW, LoraStacks
 from switchboard.models import resolve_model_dir
 from transformers import AutoModelForCausalLM, DynamicCache
 
 
-def step_ms(lora: MultiLoraModel, names: list[str], steps: int, peft: bool) -> float:
+def step_ms(lora: LoraStacks, names: list[str], steps: int, peft: bool) -> float:
     lora.use_stacks = not peft  # False: every batch through PEFT's adapter_names forward, as before the stacks
     try:
         rows = len(names)
@@ -55,7 +55,7 @@ def main() -> int:
         root = Path(args.adapter_cache).expanduser() / args.model[:16] if args.adapter_cache else Path(tmp)
         harness.adapters(args.model, root, names)  # loadgen-style, made unless cached
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
-        lora = MultiLoraModel(model, torch.bfloat16, torch.device("cpu"))
+        lora = LoraStacks(model, torch.bfloat16, torch.device("cpu"))
         for name in names:
             prepared = lora.prepare(root / name)
             lora.attach(name, prepared) if prepared else lora.load(name, root / name)
