@@ -285,3 +285,38 @@ def tiny_server(request: pytest.FixtureRequest, tiny_adapters: dict[str, Path]) 
     factory = ServerFactory(request, "tiny-server")
     yield factory(adapters=tiny_adapters, max_model_len=256)
     factory.close()
+
+
+# PostgreSQL for the shared-registry tests: the server named by SWITCHBOARD_TEST_POSTGRES (default the
+# local one: trust auth, database `test`). Each test gets a database of its own, dropped afterwards.
+# Unreachable: the tests skip, saying how to run them; in CI (SWITCHBOARD_REQUIRE_POSTGRES=1) they fail.
+POSTGRES = os.environ.get("SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    import uuid
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL not reachable at {POSTGRES} ({exc}); start one or set SWITCHBOARD_TEST_POSTGRES"
+        if os.environ.get("SWITCHBOARD_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"sb_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield _with_db(POSTGRES, name)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _with_db(url: str, name: str) -> str:
+    """`url` (postgresql://…/db) pointing at database `name`."""
+    head, _, tail = url.rpartition("/")
+    query = tail.partition("?")[2]
+    return f"{head}/{name}" + (f"?{query}" if query else "")

@@ -214,3 +214,21 @@ async def test_greedy_tokens_equal_transformers_generate(engine: HFEngine, tiny_
             expected = out[0, len(prompt) :].tolist()
             got = (await run(engine, f"ref-{name}-{i}", prompt, name, greedy(24, ignore_eos=True)))[0]
             assert got == expected, (name, i)
+
+
+async def test_removing_every_adapter_then_adding_one_keeps_serving(
+    tiny_model_dir: Path, tiny_adapters: dict[str, Path]
+):
+    """The first adapter wraps the model in PEFT; once it (the active one, and the only one) is removed,
+    an adapter added later must serve, not crash the engine thread on PEFT's stale active adapter."""
+    eng = HFEngine(tiny_model_dir, model_id="tiny", dtype="float32", max_model_len=256, max_batch_size=8, max_queue=16)
+    await eng.start()
+    try:
+        await eng.add_adapter("alpha", tiny_adapters["alpha"])
+        alpha = (await run(eng, "a", PROMPTS[0], "alpha", greedy(8)))[0]
+        await eng.remove_adapter("alpha")
+        await eng.add_adapter("alpha2", tiny_adapters["alpha"])
+        again = await asyncio.wait_for(run(eng, "b", PROMPTS[0], "alpha2", greedy(8)), timeout=60)
+        assert again[0] == alpha and again[2] == "length"
+    finally:
+        await eng.shutdown()

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from switchboard.errors import AdapterNotFound, Conflict
 from switchboard.experiments import Experiment
 from switchboard.registry import AdapterRef, Registry
-from switchboard.registry.store import JsonStore
+from switchboard.registry.store import JsonStore, Store
 
 
-def test_versions_auto_number_and_never_reuse(tmp_path: Path):
-    reg = Registry(JsonStore(tmp_path))
+@pytest.fixture(params=["json", "postgres"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """The same rules on both stores: the JSON file (one process) and PostgreSQL (replicas)."""
+    if request.param == "json":
+        return lambda: JsonStore(tmp_path)
+    from switchboard.registry.postgres import PostgresStore
+
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresStore(url)
+
+
+def test_versions_auto_number_and_never_reuse(new_store: Callable[[], Store]):
+    reg = Registry(new_store())
     assert reg.add("sales", Path("/a")) == AdapterRef("sales", "v1")
     assert reg.add("sales", Path("/b")) == AdapterRef("sales", "v2")
     reg.remove("sales", "v2")
@@ -21,8 +33,8 @@ def test_versions_auto_number_and_never_reuse(tmp_path: Path):
     assert reg.add("sales", Path("/c")) == AdapterRef("sales", "v3")
 
 
-def test_aliases_resolve_move_and_roll_back(tmp_path: Path):
-    reg = Registry(JsonStore(tmp_path))
+def test_aliases_resolve_move_and_roll_back(new_store: Callable[[], Store]):
+    reg = Registry(new_store())
     reg.add("sales", Path("/a"))
     reg.add("sales", Path("/b"))
     ref, previous = reg.set_alias("prod", "sales@v1")
@@ -38,12 +50,12 @@ def test_aliases_resolve_move_and_roll_back(tmp_path: Path):
         reg.set_alias("sales", "sales@v1")  # aliases and names share one namespace
 
 
-def test_state_survives_a_new_process(tmp_path: Path):
-    reg = Registry(JsonStore(tmp_path))
+def test_state_survives_a_new_process(new_store: Callable[[], Store]):
+    reg = Registry(new_store())
     reg.add("sales", Path("/a"), pinned=True)
     reg.add("sales", Path("/b"), alias="prod")
     reg.set_experiment("exp", Experiment({"sales@v1": 1.0}))
-    again = Registry(JsonStore(tmp_path))
+    again = Registry(new_store())
     assert again.describe() == reg.describe()
     assert again.aliases() == {"prod": "sales@v2"}
     assert again.entry(AdapterRef("sales", "v1")).pinned is True
@@ -68,8 +80,8 @@ def test_state_files_from_before_the_experiments_section_still_load(tmp_path: Pa
     assert "extra" not in data and data["experiments"]["exp"]["sticky"] == "none"
 
 
-def test_failed_write_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    store = JsonStore(tmp_path)
+def test_failed_write_changes_nothing(new_store: Callable[[], Store], monkeypatch: pytest.MonkeyPatch):
+    store = new_store()
     reg = Registry(store)
     reg.add("sales", Path("/a"))
 

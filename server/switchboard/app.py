@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from .experiments import ExperimentStats
 from .hardware import cpu_info
 from .metrics import Metrics
 from .registry import Registry
-from .registry.store import JsonStore
+from .registry.store import open_store
 from .routing import Router
 from .services import Services
 from .validation import base_model_info, peft_dirs
@@ -45,7 +47,8 @@ def static_adapters(settings: Settings) -> dict[str, Path]:
 
 async def build_services(settings: Settings, engine: Engine) -> Services:
     """Registry, residency, router, metrics and experiment statistics around a loaded `engine`."""
-    registry = await asyncio.to_thread(Registry, JsonStore(settings.state_dir))
+    store = await asyncio.to_thread(open_store, settings.registry, settings.state_dir)
+    registry = await asyncio.to_thread(Registry, store)
     base_info = await asyncio.to_thread(base_model_info, Path(engine.model_dir), settings.base_model_id)
     metrics = Metrics()
     metrics.describe_engine(engine.describe(), cpu_info())
@@ -70,6 +73,34 @@ async def build_services(settings: Settings, engine: Engine) -> Services:
     )
 
 
+def _log_failure(done: Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        logger.error("registry sync failed", exc_info=done.exception())
+
+
+def follow_registry(services: Services, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """With a registry shared by replicas, sync this replica on every change any of them commits;
+    returns what stops following (a no-op for the JSON file)."""
+    watch = getattr(services.registry.store, "watch", None)
+    if watch is None:
+        return lambda: None
+    stop = threading.Event()
+
+    def on_change(generation: int) -> None:
+        if not stop.is_set() and not loop.is_closed():
+            done = asyncio.run_coroutine_threadsafe(services.sync(), loop)
+            done.add_done_callback(_log_failure)
+
+    thread = threading.Thread(target=watch, args=(on_change, stop), name="switchboard-registry-watch", daemon=True)
+    thread.start()
+
+    def stop_following() -> None:
+        stop.set()
+        thread.join(timeout=5)
+
+    return stop_following
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """Build the app. `engine` may be given (tests share one); otherwise it is built in lifespan."""
 
@@ -82,6 +113,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             await asyncio.to_thread(eng.load_model)
         services = await build_services(settings, eng)
         app.state.services = services
+        follow = follow_registry(services, asyncio.get_running_loop())
         await eng.start()
         await services.restore(adapters)
         registry = services.registry
@@ -98,6 +130,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             yield
         finally:
             services.ready = False
+            follow()
             if watcher is not None:
                 await watcher.stop()
             if engine is None:

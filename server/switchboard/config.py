@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         description="Dirs under which runtime-registered adapters may live (default: the adapter dir).",
     )
     state_dir: Path = Field(default=Path("state"), description="Dir that holds the registry file.")
+    registry: str | None = Field(
+        default=None,
+        description="Where the registry lives: unset = registry.json in the state dir (one process); a "
+        "postgresql://USER@HOST/DB URL = one registry shared by every replica (docs/scaling.md).",
+    )
     cache_dir: Path = Field(
         default=DEFAULT_CACHE_DIR,
         description="Where the embedded default model is converted to a Hugging Face dir once.",

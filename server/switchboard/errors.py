@@ -9,6 +9,7 @@ class SwitchboardError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    retry_after: int | None = None  # seconds, sent as Retry-After
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -79,3 +80,12 @@ class EngineFailure(SwitchboardError):
     status = 503
     type = "server_error"
     code = "engine_unavailable"
+
+
+class RegistryUnavailable(SwitchboardError):
+    """The shared registry (PostgreSQL) cannot be reached: changes wait; serving goes on."""
+
+    status = 503
+    type = "server_error"
+    code = "registry_unavailable"
+    retry_after = 5

@@ -69,6 +69,18 @@ class Metrics:
         self.batch_size = Gauge("switchboard_batch_size", "Sequences in the engine's running batch.", registry=r)
         self.pending = Gauge("switchboard_pending_requests", "Requests waiting or running in the engine.", registry=r)
         self.resident = Gauge("switchboard_resident_adapters", "Adapter versions loaded in the engine.", registry=r)
+        # the shared registry (--registry postgresql://...); a process on the JSON file reports up, lag 0
+        self.store_up = Gauge("switchboard_registry_store_up", "1 while the registry's store is reachable.", registry=r)
+        self.store_up.set(1)
+        self.sync_lag = Gauge(
+            "switchboard_registry_sync_lag_seconds",
+            "Seconds from the last registry change's commit (any replica) to this replica seeing it.",
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "switchboard_registry_reconnects", "Reconnections to the shared registry after it was lost.", registry=r
+        )
+        self._reconnects_seen = 0
         self.loads = Counter("switchboard_adapter_loads", "Adapter versions loaded into the engine.", registry=r)
         self.evictions = Counter("switchboard_adapter_evictions", "Adapter versions evicted (LRU).", registry=r)
         self.load_time = Histogram(
@@ -120,6 +132,13 @@ class Metrics:
         with self._lock:
             self._used[(adapter, version)].add(values)
         return values
+
+    def observe_store(self, up: bool, sync_lag_s: float, reconnects: int) -> None:
+        """The shared registry's health, read at scrape time."""
+        self.store_up.set(1 if up else 0)
+        self.sync_lag.set(sync_lag_s)
+        self.reconnects.inc(max(0, reconnects - self._reconnects_seen))
+        self._reconnects_seen = max(reconnects, self._reconnects_seen)
 
     def route_labels(self, route: Route) -> tuple[str, ...]:
         """The label values of a request served by `route` (the bare base: adapter `base`)."""

@@ -84,12 +84,18 @@ class Services:
                 resolved = info.path
             await self.residency.load(ref, resolved, pinned)
             try:
+                # an auto-numbered version is allocated again inside the store's transaction: with a
+                # registry shared by replicas another one may have taken `ref` meanwhile
                 committed = await asyncio.to_thread(
-                    self.registry.add, name, resolved, ref.version, pinned=pinned, alias=alias
+                    self.registry.add, name, resolved, version, pinned=pinned, alias=alias
                 )
             except BaseException:
                 await self.residency.retire(ref)
                 raise
+            if committed != ref:
+                self.residency.track(committed, resolved, pinned)  # before any await: it is routable now
+                await self.residency.retire(ref)
+                await self.residency.load(committed, resolved, pinned)
             self.metrics.registry_changes.labels("register").inc()
             logger.info("registered adapter %s from %s", committed, resolved)
             return committed
@@ -134,6 +140,42 @@ class Services:
     async def delete_experiment(self, name: str) -> None:
         await self._change("experiment", lambda: self.registry.delete_experiment(name))
         logger.info("experiment %s deleted", name)
+
+    # ------------------------------------------------------------------ replicas
+    async def sync(self) -> None:
+        """Take the registry as other replicas left it (a shared store told us it changed): versions
+        they added become loadable here before they are routable (current and pinned ones are loaded
+        now, after this replica's own validation); versions they removed are retired."""
+        state = await asyncio.to_thread(self.registry.stored_state)
+        async with self.admin_lock:
+            stored = Registry.of_state(state)
+            added = [r for r in stored.refs() if self.registry.entry(r) is None]
+            removed = [r for r in self.registry.refs() if stored.entry(r) is None]
+            for ref in added:
+                entry = stored.entry(ref)
+                if entry is not None:
+                    self.residency.track(ref, entry.path, entry.pinned)
+            self.registry.refresh(state)
+            for ref in removed:
+                await self.residency.retire(ref)
+                self.metrics.forget(ref.name, ref.version)
+            warm = {c for c in (stored.current(n) for n in stored.names()) if c is not None}
+            for ref in added:
+                entry = stored.entry(ref)
+                if entry is None:
+                    continue
+                try:
+                    info = await asyncio.to_thread(read_adapter, entry.path)
+                    check_fits(info, self.base_info, self.settings.max_lora_rank)
+                    if ref in warm or entry.pinned:
+                        await self.residency.load(ref, entry.path, entry.pinned)
+                except SwitchboardError as exc:
+                    logger.error("adapter %s (registered by another replica) cannot be served here: %s", ref, exc)
+                    self.residency.refuse(ref, exc.message)
+            if added or removed:
+                logger.info(
+                    "registry synced: +%s -%s", ", ".join(map(str, added)) or "0", ", ".join(map(str, removed)) or "0"
+                )
 
     # ------------------------------------------------------------------ serving
     async def generate(self, ref: AdapterRef | None, gen: GenerationRequest) -> AsyncIterator[GenerationOutput]:

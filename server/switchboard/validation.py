@@ -146,6 +146,8 @@ def check_location(path: str | Path, roots: list[Path]) -> Path:
 
 def read_adapter(path: Path) -> AdapterInfo:
     """Check the files and config of the PEFT dir at `path`."""
+    if not path.is_dir():
+        raise AdapterIncompatible(f"adapter dir {path} does not exist on this machine", code="not_an_adapter")
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise AdapterIncompatible(

@@ -57,7 +57,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SwitchboardError)
     async def _switchboard(_: Request, exc: SwitchboardError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
         return error_response(exc.status, exc.message, exc.type, exc.code, exc.param, headers)
 
     @app.exception_handler(RequestValidationError)

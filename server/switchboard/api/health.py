@@ -29,7 +29,14 @@ async def health(services: MaybeServices) -> JSONResponse:
 async def ready(services: MaybeServices) -> JSONResponse:
     if services is None or not services.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", "model": services.settings.base_model_id, **services.engine.occupancy()})
+    body: dict[str, Any] = {"status": "ready", "model": services.settings.base_model_id}
+    body.update(services.engine.occupancy())
+    if not services.registry.store.health().up:
+        # inference goes on with the versions loaded; registry changes wait (503) until it is back
+        body["status"], body["registry"] = "degraded", "unreachable"
+    if services.residency.refused:  # registered by another replica, unusable here (docs/scaling.md)
+        body["unavailable"] = dict(services.residency.refused)
+    return JSONResponse(body)
 
 
 @router.get("/metrics")
@@ -39,4 +46,6 @@ async def metrics(services: ServicesDep) -> Response:
     m.batch_size.set(occupancy.get("running", 0))
     m.pending.set(occupancy.get("pending", 0))
     m.resident.set(len(services.residency.resident()))
+    store = services.registry.store.health()
+    m.observe_store(store.up, store.sync_lag_s, store.reconnects)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -261,6 +261,10 @@ class HFEngine:
             self._failure = exc
             for row in batch.rows if batch is not None else []:
                 self._finish(row, "abort")
+            while not self._inbox.empty():  # and the requests still waiting (generate() now refuses new ones)
+                _, sink = self._inbox.get_nowait()
+                self._release()
+                sink(GenerationOutput(text="", finish_reason="abort"))
 
     def _run_commands(self) -> None:
         while True:

@@ -134,7 +134,11 @@ class LoraStacks:
         return bool(self.adapters) or hasattr(self.model, "peft_config")
 
     def _causal_lm(self) -> Any:
-        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        # not PeftModel.get_base_model(): it reads the active adapter's config, and PEFT leaves a
+        # deleted adapter active when it was the last one (the next forward would raise KeyError)
+        from peft import PeftModel
+
+        return self.model.base_model.model if isinstance(self.model, PeftModel) else self.model
 
     # ------------------------------------------------------------------ adapters
     def load(self, key: str, path: Path) -> None:

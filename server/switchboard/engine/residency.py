@@ -32,6 +32,7 @@ class Residency:
         self._paths: dict[str, Path] = {}
         self._pinned: set[str] = set()
         self._retired: set[str] = set()  # removed from the registry; unload when no longer leased
+        self.refused: dict[str, str] = {}  # registered by another replica, unusable here: key -> why
         self._leases: Counter[str] = Counter()
         self._loading: dict[str, asyncio.Future] = {}
         self._lock = asyncio.Lock()
@@ -50,9 +51,15 @@ class Residency:
     def known(self, ref: AdapterRef) -> bool:
         return str(ref) in self._paths and str(ref) not in self._retired
 
+    def refuse(self, ref: AdapterRef, reason: str) -> None:
+        """`ref` is in the registry but this replica cannot serve it (files missing here, wrong base):
+        its requests get a 503 that says why; everything else keeps serving."""
+        self.refused[str(ref)] = reason
+
     def track(self, ref: AdapterRef, path: Path, pinned: bool = False) -> None:
         """Make `ref` loadable on demand (without loading it)."""
         key = str(ref)
+        self.refused.pop(key, None)
         self._paths[key] = path
         self._retired.discard(key)
         if pinned:
@@ -117,6 +124,7 @@ class Residency:
     async def retire(self, ref: AdapterRef) -> None:
         """The version was removed: unload it now, or when its last request ends."""
         key = str(ref)
+        self.refused.pop(key, None)
         self._retired.add(key)
         self._pinned.discard(key)
         if not self._leases[key]:
@@ -136,6 +144,8 @@ class Residency:
             yield
             return
         key = str(ref)
+        if key in self.refused:
+            raise EngineFailure(f"adapter '{key}' cannot be served by this replica: {self.refused[key]}")
         if key not in self._paths or key in self._retired:
             raise AdapterNotFound(f"adapter '{key}' was removed")
         self._leases[key] += 1  # taken before any await, so removal cannot race in between

@@ -50,11 +50,12 @@ class Registry:
         self._aliases: dict[str, str] = {}
         self._alias_history: dict[str, list[str]] = {}
         self._experiments: dict[str, Experiment] = {}
-        self._load()
+        self._apply(self._store.load())
 
     # ------------------------------------------------------------------ persistence
-    def _load(self) -> None:
-        state = self._store.load()
+    def _apply(self, state: dict[str, Any] | None) -> None:
+        """Replace the in-memory state by `state` (as stored)."""
+        self._adapters, self._aliases, self._alias_history, self._experiments = {}, {}, {}, {}
         if not state:
             return
         for name, data in state.get("adapters", {}).items():
@@ -87,7 +88,8 @@ class Registry:
         }
 
     def _commit(self, change: Callable[[], T]) -> T:
-        """Apply `change` to a copy of the state, persist it, then swap it in (all or nothing)."""
+        """Apply `change` to the latest state, persist it, then keep it (all or nothing). In a store
+        shared by replicas the latest state is what any replica committed, read under its lock."""
         with self._lock:
             backup = (
                 {n: AdapterEntry(e.name, dict(e.versions), e.current, e.counter) for n, e in self._adapters.items()},
@@ -96,12 +98,37 @@ class Registry:
                 dict(self._experiments),
             )
             try:
-                result = change()
-                self._store.save(self._state())
+                with self._store.transaction() as latest:
+                    if latest is not None:
+                        self._apply(latest)
+                    result = change()
+                    self._store.save(self._state())
             except BaseException:
                 self._adapters, self._aliases, self._alias_history, self._experiments = backup
                 raise
             return result
+
+    def refresh(self, state: dict[str, Any] | None = None) -> None:
+        """Take the state another replica committed (read from the store unless given)."""
+        if state is None:
+            state = self._store.load()
+        with self._lock:
+            self._apply(state)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @classmethod
+    def of_state(cls, state: dict[str, Any] | None) -> Registry:
+        """A read-only view of a stored state (to compare with this replica's)."""
+        view = cls(MemoryStore())
+        view._apply(state)
+        return view
+
+    def stored_state(self) -> dict[str, Any] | None:
+        """The state as the store holds it now (blocking: call it off the event loop)."""
+        return self._store.load()
 
     # ------------------------------------------------------------------ reads
     def names(self) -> list[str]:

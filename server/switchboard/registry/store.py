@@ -11,6 +11,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,9 +23,31 @@ FORMAT_VERSION = 1
 
 
 class Store(Protocol):
+    """Where the registry's state lives. `transaction()` brackets one change: it yields the latest state
+    committed by anyone (None: this process is the only writer, its memory is the latest) and `save`
+    inside it is part of the change; a store shared by replicas also serializes changes there."""
+
     def load(self) -> dict[str, Any] | None: ...
 
     def save(self, state: dict[str, Any]) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[dict[str, Any] | None]: ...
+
+    def health(self) -> StoreHealth: ...
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """Whether the store is reachable, how far behind this replica saw the last change, reconnections."""
+
+    up: bool = True
+    sync_lag_s: float = 0.0
+    reconnects: int = 0
+
+
+@contextmanager
+def _sole_writer() -> Iterator[None]:
+    yield None
 
 
 class JsonStore:
@@ -31,6 +56,12 @@ class JsonStore:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / "registry.json"
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return _sole_writer()  # one process owns the file
+
+    def health(self) -> StoreHealth:
+        return StoreHealth()
 
     def load(self) -> dict[str, Any] | None:
         if not self.path.is_file():
@@ -67,8 +98,27 @@ class MemoryStore:
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None
 
+    def transaction(self) -> AbstractContextManager[None]:
+        return _sole_writer()
+
+    def health(self) -> StoreHealth:
+        return StoreHealth()
+
     def load(self) -> dict[str, Any] | None:
         return self.state
 
     def save(self, state: dict[str, Any]) -> None:
         self.state = json.loads(json.dumps(state))
+
+
+def open_store(registry: str | None, state_dir: Path) -> Store:
+    """The store `--registry` names: a postgresql:// URL (shared by replicas), else the JSON file."""
+    if registry is None:
+        return JsonStore(state_dir)
+    if registry.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(registry)
+    raise ValueError(
+        f"--registry must be a postgresql:// URL (or unset for {state_dir}/registry.json), got {registry!r}"
+    )
