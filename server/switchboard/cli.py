@@ -15,6 +15,7 @@ import yaml
 
 from . import admin_client
 from .config import Settings, load_settings
+from .registry import transfer
 
 
 def _field_help(name: str) -> str:
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin_client.add_parser(sub)
     admin_client.add_experiments_parser(sub)
+    transfer.add_parser(sub)
 
     train = sub.add_parser("train", help="train a LoRA adapter from a YAML config (see docs/training.md)")
     train.add_argument("config", type=Path, help="YAML config (adapters/configs/example.yaml shows every key)")
@@ -214,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             return admin_client.run(args)
         if args.command == "experiments":
             return admin_client.run_experiments(args)
+        if args.command == "registry":
+            return transfer.run(args)
         if args.command == "train":
             return _train(args)
         if args.command == "eval":

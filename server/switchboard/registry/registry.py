@@ -115,6 +115,11 @@ class Registry:
         with self._lock:
             self._apply(state)
 
+    def state(self) -> dict[str, Any]:
+        """The whole state as a store holds it (registry.json's sections)."""
+        with self._lock:
+            return self._state()
+
     @property
     def store(self) -> Store:
         return self._store
