@@ -23,7 +23,7 @@ from .experiments import ExperimentStats
 from .hardware import cpu_info
 from .metrics import Metrics
 from .registry import Registry
-from .registry.store import open_store
+from .registry.store import Store, open_store
 from .routing import Router
 from .services import Services
 from .validation import base_model_info, peft_dirs
@@ -43,6 +43,17 @@ def static_adapters(settings: Settings) -> dict[str, Path]:
             raise FileNotFoundError(f"adapter '{name}': {path} has no adapter_config.json (not a PEFT dir)")
         found[name] = Path(path)
     return found
+
+
+def experiment_stats(store: Store, settings: Settings) -> ExperimentStats:
+    """Per-replica statistics, or, with a registry shared by replicas, statistics they all add to."""
+    from .registry.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        from .experiments.shared import SharedExperimentStats
+
+        return SharedExperimentStats(store, ttl_s=settings.feedback_ttl_s)
+    return ExperimentStats()
 
 
 async def build_services(settings: Settings, engine: Engine) -> Services:
@@ -69,7 +80,7 @@ async def build_services(settings: Settings, engine: Engine) -> Services:
         router=Router(registry, settings.base_model_id, settings.routes, settings.default_adapter),
         base_info=base_info,
         metrics=metrics,
-        experiments=ExperimentStats(),
+        experiments=experiment_stats(store, settings),
     )
 
 
@@ -131,6 +142,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         finally:
             services.ready = False
             follow()
+            await asyncio.to_thread(services.experiments.close)
             if watcher is not None:
                 await watcher.stop()
             if engine is None:

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         default=False, description="Register PEFT dirs that appear in the adapter dir (and drop removed ones)."
     )
     watch_interval_s: float = Field(default=2.0, gt=0, description="Seconds between scans of a watched adapter dir.")
+    feedback_ttl_s: float = Field(
+        default=7 * 86400,
+        gt=0,
+        description="With --registry postgresql://…: seconds a completion id takes feedback on any replica.",
+    )
     experiment_user_header: str = Field(
         default="X-User-Id", description="Header whose value keeps a user on one experiment variant (after `user`)."
     )

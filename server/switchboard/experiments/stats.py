@@ -45,6 +45,9 @@ class ExperimentStats:
         self._completions: OrderedDict[str, Route] = OrderedDict()
         self._max = completions_remembered
 
+    def close(self) -> None:
+        """Nothing to write back: this replica's statistics live and die with it."""
+
     def record(
         self,
         experiment: str,
@@ -85,43 +88,80 @@ class ExperimentStats:
             return route
 
     def report(self, name: str, experiment: Experiment) -> dict[str, Any]:
-        from scipy import stats as st
-
         rows: list[dict[str, Any]] = []
-        scores: list[list[float]] = []
+        summaries: list[Summary] = []
         with self._lock:
             for variant, weight in sorted(experiment.variants.items()):
                 s = self._stats.get((name, variant), VariantStats())
-                own = list(s.scores)
-                mean = statistics.fmean(own) if own else None
-                ci = None
-                if mean is not None and len(own) >= 2:
-                    half = st.t.ppf(0.975, len(own) - 1) * statistics.stdev(own) / math.sqrt(len(own))
-                    ci = [mean - half, mean + half]
-                scores.append(own)
-                rows.append(
-                    {
-                        "variant": variant,
-                        "weight": weight,
-                        "requests": s.requests,
-                        "errors": s.errors,
-                        "prompt_tokens": s.prompt_tokens,
-                        "completion_tokens": s.completion_tokens,
-                        "ttft_p50": percentile(s.ttft, 0.5),
-                        "ttft_p95": percentile(s.ttft, 0.95),
-                        "latency_p50": percentile(s.latency, 0.5),
-                        "latency_p95": percentile(s.latency, 0.95),
-                        "feedback_count": len(own),
-                        "feedback_mean": mean,
-                        "feedback_ci95": ci,
-                    }
-                )
-        return {"experiment": name, "variants": rows, "sticky": experiment.sticky, **compare(rows, scores)}
+                summary = Summary.of_scores(list(s.scores))
+                summaries.append(summary)
+                counts = (s.requests, s.errors, s.prompt_tokens, s.completion_tokens)
+                times = tuple(percentile(d, q) for d in (s.ttft, s.latency) for q in (0.5, 0.95))
+                rows.append(summary_row(variant, weight, counts, times, summary))
+        return {"experiment": name, "variants": rows, "sticky": experiment.sticky, **compare(rows, summaries)}
 
 
-def compare(rows: list[dict[str, Any]], scores: list[list[float]]) -> dict[str, Any]:
-    """Welch's t-test of the best-scoring variant against the first (the control); `scores[i]` are
-    row i's feedback scores."""
+@dataclass(frozen=True)
+class Summary:
+    """Feedback scores of one variant as count, mean and sample variance (all Welch's test needs)."""
+
+    n: int = 0
+    mean: float | None = None
+    var: float | None = None
+
+    @classmethod
+    def of_scores(cls, scores: list[float]) -> Summary:
+        if not scores:
+            return cls()
+        return cls(len(scores), statistics.fmean(scores), statistics.variance(scores) if len(scores) >= 2 else None)
+
+    @classmethod
+    def of_sums(cls, n: int, total: float, squares: float) -> Summary:
+        if n == 0:
+            return cls()
+        mean = total / n
+        return cls(n, mean, max(0.0, (squares - n * mean * mean) / (n - 1)) if n >= 2 else None)
+
+    def ci95(self) -> list[float] | None:
+        from scipy import stats as st
+
+        if self.mean is None or self.var is None:
+            return None
+        half = float(st.t.ppf(0.975, self.n - 1)) * math.sqrt(self.var / self.n)
+        return [self.mean - half, self.mean + half]
+
+
+def summary_row(
+    variant: str,
+    weight: float,
+    counts: tuple[int, int, int, int],
+    times: tuple[float | None, ...],
+    summary: Summary,
+) -> dict[str, Any]:
+    """One variant's line of a report: counts (requests, errors, prompt and completion tokens), times
+    (TTFT p50, p95, latency p50, p95) and the feedback summary."""
+    requests, errors, prompt_tokens, completion_tokens = counts
+    ttft_p50, ttft_p95, latency_p50, latency_p95 = times
+    return {
+        "variant": variant,
+        "weight": weight,
+        "requests": requests,
+        "errors": errors,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "ttft_p50": ttft_p50,
+        "ttft_p95": ttft_p95,
+        "latency_p50": latency_p50,
+        "latency_p95": latency_p95,
+        "feedback_count": summary.n,
+        "feedback_mean": summary.mean,
+        "feedback_ci95": summary.ci95(),
+    }
+
+
+def compare(rows: list[dict[str, Any]], summaries: list[Summary]) -> dict[str, Any]:
+    """Welch's t-test of the best-scoring variant against the first (the control), from each row's
+    feedback summary."""
     from scipy import stats as st
 
     if len(rows) < 2:
@@ -132,8 +172,8 @@ def compare(rows: list[dict[str, Any]], scores: list[list[float]]) -> dict[str, 
         key=lambda i: rows[i]["feedback_mean"] if rows[i]["feedback_mean"] is not None else -math.inf,
     )
     best = rows[best_index]
-    a, b = scores[0], scores[best_index]
-    if len(a) < 2 or len(b) < 2:
+    a, b = summaries[0], summaries[best_index]
+    if a.n < 2 or b.n < 2 or a.mean is None or b.mean is None or a.var is None or b.var is None:
         return {
             "significant": False,
             "p_value": None,
@@ -141,7 +181,7 @@ def compare(rows: list[dict[str, Any]], scores: list[list[float]]) -> dict[str, 
             "candidate": best["variant"],
             "recommendation": "keep running: not enough feedback yet (need at least 2 scores per variant)",
         }
-    test = st.ttest_ind(b, a, equal_var=False)
+    test = st.ttest_ind_from_stats(b.mean, math.sqrt(b.var), b.n, a.mean, math.sqrt(a.var), a.n, equal_var=False)
     p = float(test.pvalue) if not math.isnan(test.pvalue) else 1.0
     significant = p < 0.05
     if significant and best["feedback_mean"] > control["feedback_mean"]:

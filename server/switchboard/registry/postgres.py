@@ -63,6 +63,38 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sb_generation ADD COLUMN committed_at timestamptz NOT NULL DEFAULT now();
     """,
+    # 3: experiment outcomes summed over every replica, and completion ids that take feedback anywhere
+    """
+    CREATE TABLE sb_variant_stats (
+        experiment text NOT NULL,
+        variant text NOT NULL,
+        requests bigint NOT NULL DEFAULT 0,
+        errors bigint NOT NULL DEFAULT 0,
+        prompt_tokens bigint NOT NULL DEFAULT 0,
+        completion_tokens bigint NOT NULL DEFAULT 0,
+        feedback_count bigint NOT NULL DEFAULT 0,
+        feedback_sum double precision NOT NULL DEFAULT 0,
+        feedback_sumsq double precision NOT NULL DEFAULT 0,
+        PRIMARY KEY (experiment, variant)
+    );
+    CREATE TABLE sb_variant_buckets (
+        experiment text NOT NULL,
+        variant text NOT NULL,
+        kind text NOT NULL,
+        bucket integer NOT NULL,
+        count bigint NOT NULL,
+        PRIMARY KEY (experiment, variant, kind, bucket)
+    );
+    CREATE TABLE sb_completions (
+        id text PRIMARY KEY,
+        adapter text NOT NULL,
+        version text NOT NULL,
+        experiment text NOT NULL,
+        variant text NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX sb_completions_expiry ON sb_completions (expires_at);
+    """,
 )
 
 
@@ -133,7 +165,7 @@ class PostgresStore:
         return StoreHealth(self.up, self.sync_lag_s, self.reconnects)
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; PostgreSQL out of reach becomes RegistryUnavailable (503, Retry-After).
         After an outage the next calls connect directly (the pool may still be backing off between
         its reconnection attempts), so changes work again as soon as PostgreSQL is back."""
@@ -161,7 +193,7 @@ class PostgresStore:
     def transaction(self) -> Iterator[dict[str, Any]]:
         """A transaction holding the registry's change lock; yields the latest committed state.
         `save` inside it writes in this transaction; it commits when the block ends without error."""
-        with self._connection() as conn, conn.transaction():
+        with self.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CHANGE_LOCK,))
             self._local.conn = conn
             try:
@@ -170,11 +202,11 @@ class PostgresStore:
                 self._local.conn = None
 
     def load(self) -> dict[str, Any]:
-        with self._connection() as conn, conn.transaction():
+        with self.connection() as conn, conn.transaction():
             return self._read(conn)
 
     def generation(self) -> int:
-        with self._connection() as conn:
+        with self.connection() as conn:
             row = conn.execute("SELECT generation FROM sb_generation").fetchone()
             return int(row[0]) if row else 0
 
