@@ -3,7 +3,9 @@ Real PostgreSQL only (the `postgres_url` fixture gives each test its own databas
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -164,3 +166,40 @@ def test_a_version_this_replica_cannot_read_gets_a_503_here_and_serves_elsewhere
     )
     assert ok.status_code == 200  # everything else keeps serving
     assert "ghost@v1" in httpx.get(a.url + "/ready").json()["unavailable"]
+
+
+def test_kill_9_of_a_replica_mid_registrations_loses_nothing_acknowledged(
+    postgres_url: str, serve: ServerFactory, root: Path
+):
+    admin = {"Authorization": "Bearer sk-admin"}
+    a, b = (serve("--registry", postgres_url, adapter_root=root, admin_key="sk-admin") for _ in range(2))
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def register_forever() -> None:
+        with httpx.Client(timeout=30) as client:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
+                body = {"name": f"k{i % 5}", "path": str(root / "alpha")}
+                try:
+                    r = client.post(a.url + "/admin/adapters", headers=admin, json=body)
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 201:
+                    acknowledged.append(r.json()["ref"])
+
+    worker = threading.Thread(target=register_forever)
+    worker.start()
+    wait_for(lambda: len(acknowledged) >= 10, 120, "some registrations on A")
+    a.process.send_signal(signal.SIGKILL)
+    a.process.wait()
+    stop.set()
+    worker.join()
+
+    def on_b() -> set[str]:
+        adapters = httpx.get(b.url + "/admin/adapters", headers=admin, timeout=30).json()["adapters"]
+        return {v["ref"] for x in adapters for v in x["versions"]}
+
+    wait_for(lambda: set(acknowledged) <= on_b(), 10, "every acknowledged registration on B")
+    assert len(on_b() - set(acknowledged)) <= 1  # at most the one committed as the kill landed
