@@ -166,6 +166,7 @@ def test_a_version_this_replica_cannot_read_gets_a_503_here_and_serves_elsewhere
     )
     assert ok.status_code == 200  # everything else keeps serving
     assert "ghost@v1" in httpx.get(a.url + "/ready").json()["unavailable"]
+    assert "switchboard_adapters_unavailable 1.0" in httpx.get(b.url + "/metrics").text
 
 
 def test_kill_9_of_a_replica_mid_registrations_loses_nothing_acknowledged(

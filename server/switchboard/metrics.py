@@ -81,6 +81,11 @@ class Metrics:
             "switchboard_registry_reconnects", "Reconnections to the shared registry after it was lost.", registry=r
         )
         self._reconnects_seen = 0
+        self.unavailable = Gauge(
+            "switchboard_adapters_unavailable",
+            "Adapter versions in the shared registry that this replica cannot serve (listed in /ready).",
+            registry=r,
+        )
         self.loads = Counter("switchboard_adapter_loads", "Adapter versions loaded into the engine.", registry=r)
         self.evictions = Counter("switchboard_adapter_evictions", "Adapter versions evicted (LRU).", registry=r)
         self.load_time = Histogram(

@@ -46,6 +46,7 @@ async def metrics(services: ServicesDep) -> Response:
     m.batch_size.set(occupancy.get("running", 0))
     m.pending.set(occupancy.get("pending", 0))
     m.resident.set(len(services.residency.resident()))
+    m.unavailable.set(len(services.residency.refused))
     store = services.registry.store.health()
     m.observe_store(store.up, store.sync_lag_s, store.reconnects)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
