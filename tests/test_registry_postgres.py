@@ -204,3 +204,8 @@ def test_kill_9_of_a_replica_mid_registrations_loses_nothing_acknowledged(
 
     wait_for(lambda: set(acknowledged) <= on_b(), 10, "every acknowledged registration on B")
     assert len(on_b() - set(acknowledged)) <= 1  # at most the one committed as the kill landed
+
+
+def test_an_unreachable_registry_fails_the_start_with_a_clear_message():
+    with pytest.raises(RuntimeError, match=r"cannot reach the registry at postgresql://sb@127\.0\.0\.1:9/x"):
+        PostgresStore("postgresql://sb:secret@127.0.0.1:9/x", timeout_s=1)

@@ -134,8 +134,7 @@ class LoraStacks:
         return bool(self.adapters) or hasattr(self.model, "peft_config")
 
     def _causal_lm(self) -> Any:
-        # not PeftModel.get_base_model(): it reads the active adapter's config, and PEFT leaves a
-        # deleted adapter active when it was the last one (the next forward would raise KeyError)
+        # not get_base_model(): it reads the active adapter's config, stale once the last adapter is deleted
         from peft import PeftModel
 
         return self.model.base_model.model if isinstance(self.model, PeftModel) else self.model

@@ -147,7 +147,11 @@ class PostgresStore:
             check=ConnectionPool.check_connection,  # never hand out a connection a restart has broken
             kwargs={"connect_timeout": max(1, int(timeout_s))},
         )
-        self.pool.open(wait=True, timeout=timeout_s)
+        try:
+            self.pool.open(wait=True, timeout=timeout_s)
+        except Exception as exc:  # PoolTimeout: nothing answered within timeout_s
+            self.pool.close()
+            raise RuntimeError(f"cannot reach the registry at {redact(url)} within {timeout_s:g}s: {exc}") from exc
         self.up = True  # False while PostgreSQL cannot be reached (metrics, /ready)
         self._pool_ok = True
         self._timeout = max(1, int(timeout_s))
