@@ -88,6 +88,19 @@ def test_same_name_reload_bumps_version_and_never_serves_old_weights(admin_serve
     assert answer(admin_server, "swap@v1") == ("swap@v1", with_alpha)
 
 
+def test_a_retried_registration_returns_the_version_it_made(admin_server: Server, root: Path):
+    """Same name, identical files (a client retrying after a timeout): the same version, no second copy;
+    different files: a new version."""
+    first = admin(admin_server, "POST", "/admin/adapters", json={"name": "retry", "path": str(root / "beta")})
+    again = admin(admin_server, "POST", "/admin/adapters", json={"name": "retry", "path": str(root / "beta")})
+    assert first.status_code == again.status_code == 201
+    assert first.json()["ref"] == again.json()["ref"] == "retry@v1"
+    other = admin(admin_server, "POST", "/admin/adapters", json={"name": "retry", "path": str(root / "gamma")})
+    assert other.json()["ref"] == "retry@v2"
+    listed = next(a for a in admin(admin_server, "GET", "/admin/adapters").json()["adapters"] if a["name"] == "retry")
+    assert [v["version"] for v in listed["versions"]] == ["v1", "v2"]
+
+
 def test_explicit_version_and_conflict(admin_server: Server, root: Path):
     ok = admin(
         admin_server,

@@ -102,3 +102,14 @@ def test_file_is_complete_json_with_no_temp_leftovers(tmp_path: Path):
     data = json.loads((tmp_path / "registry.json").read_text())
     assert len(data["adapters"]) == 20 and data["format"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["registry.json"]
+
+
+def test_the_same_files_again_return_the_current_version(new_store: Callable[[], Store]):
+    """A retried registration (same name, identical files) is the version it made, on either store."""
+    reg = Registry(new_store())
+    assert reg.add("sales", Path("/a"), content="h1") == AdapterRef("sales", "v1")
+    assert reg.add("sales", Path("/a-copy"), content="h1") == AdapterRef("sales", "v1")
+    assert reg.add("sales", Path("/b"), content="h2") == AdapterRef("sales", "v2")
+    # files equal to an older, no longer current version are a new upload: a new version
+    assert reg.add("sales", Path("/a"), content="h1") == AdapterRef("sales", "v3")
+    assert Registry(new_store()).entry(AdapterRef("sales", "v3")).content == "h1"

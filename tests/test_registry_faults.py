@@ -5,13 +5,20 @@ outage is real too: the replicas reach it through a TCP relay that the test cuts
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import pytest
 
 from .conftest import Server, ServerFactory, free_port, wait_for
 
@@ -84,10 +91,9 @@ def through(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{netloc}127.0.0.1:{port}"))
 
 
-def test_postgres_outage_fails_no_inference_and_heals(postgres_url: str, serve: ServerFactory, root: Path):
-    parts = urlsplit(postgres_url)
-    relay = Relay((parts.hostname or "127.0.0.1", parts.port or 5432))
-    url = through(postgres_url, relay.port)
+def outage_drill(url: str, serve: ServerFactory, root: Path, cut: Callable[[], None], back: Callable[[], None]) -> None:
+    """Two replicas on `url` under steady traffic; `cut` takes PostgreSQL away, `back` returns it. Checks:
+    0 failed inference requests, 503 + Retry-After for a change meanwhile, /ready degraded, recovery."""
     a, b = (serve("--registry", url, adapter_root=root, admin_key="sk-admin") for _ in range(2))
 
     def register(server: Server, name: str) -> httpx.Response:
@@ -116,26 +122,24 @@ def test_postgres_outage_fails_no_inference_and_heals(postgres_url: str, serve: 
     worker.start()
     try:
         time.sleep(1)
-        relay.cut()
+        cut()
         refused = register(a, "support")
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "registry_unavailable"
         assert refused.headers["retry-after"] == "5"
-        ready = wait_for(lambda: httpx.get(b.url + "/ready").json()["status"] == "degraded", 15, "b degraded")
-        assert ready
+        wait_for(lambda: httpx.get(b.url + "/ready").json()["status"] == "degraded", 15, "b degraded")
         assert httpx.get(a.url + "/ready").status_code == 200  # still takes traffic
         time.sleep(2)
-        relay.restore()
-        back = time.monotonic()
+        back()
+        since = time.monotonic()
         wait_for(lambda: register(a, "support").status_code == 201, 15, "registrations to work again")
         wait_for(lambda: "support" in httpx.get(b.v1 + "/models").text, 15, "b to see support")
-        print(f"recovered {time.monotonic() - back:.2f}s after PostgreSQL was reachable again")
+        print(f"recovered {time.monotonic() - since:.2f}s after PostgreSQL was reachable again")
         wait_for(lambda: httpx.get(b.url + "/ready").json()["status"] == "ready", 15, "b ready again")
         metrics = httpx.get(b.url + "/metrics").text
     finally:
         stop.set()
         worker.join()
-        relay.cut()
     assert served > 0 and not failures, failures[:3]
     samples = {
         line.split()[0]: float(line.split()[1])
@@ -143,3 +147,55 @@ def test_postgres_outage_fails_no_inference_and_heals(postgres_url: str, serve: 
         if line.startswith("switchboard_registry_")
     }
     assert samples["switchboard_registry_store_up"] == 1 and samples["switchboard_registry_reconnects_total"] >= 1
+
+
+def test_connections_to_postgres_cut_mid_traffic(postgres_url: str, serve: ServerFactory, root: Path):
+    parts = urlsplit(postgres_url)
+    relay = Relay((parts.hostname or "127.0.0.1", parts.port or 5432))
+    try:
+        outage_drill(through(postgres_url, relay.port), serve, root, relay.cut, relay.restore)
+    finally:
+        relay.cut()
+
+
+@dataclass
+class OwnPostgres:
+    port: int
+    ctl: Callable[[str], None]  # "start" | "stop"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A PostgreSQL cluster of this test's own (initdb as the postgres user), so it can be stopped and
+    started. Skips where root, runuser or initdb are missing."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if os.geteuid() != 0 or not initdb or not pg_ctl or not shutil.which("runuser"):
+        pytest.skip("needs root, runuser and PostgreSQL's initdb/pg_ctl to run a cluster of its own")
+    data = Path(tempfile.mkdtemp(prefix="sb-pg-"))
+    shutil.chown(data, "postgres")
+    port = free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_postgres, initdb, "-D", str(data / "db"), "-A", "trust", "-U", "postgres"], check=True,
+                   capture_output=True)  # fmt: skip
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+
+    def ctl(action: str) -> None:
+        args = [pg_ctl, "-D", str(data / "db"), "-w", "-l", str(data / "log")]
+        args += ["-o", options, "start"] if action == "start" else ["-m", "fast", "stop"]
+        subprocess.run([*as_postgres, *args], check=True, capture_output=True)
+
+    ctl("start")
+    try:
+        yield OwnPostgres(port, ctl)
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            ctl("stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_postgres_stopped_and_started_mid_traffic(
+    own_postgres: Callable[[str], None], serve: ServerFactory, root: Path
+):
+    """pg_ctl stop / start of the cluster the replicas use (the fast shutdown ends every session)."""
+    url = f"postgresql://postgres@127.0.0.1:{own_postgres.port}/postgres"
+    outage_drill(url, serve, root, lambda: own_postgres.ctl("stop"), lambda: own_postgres.ctl("start"))

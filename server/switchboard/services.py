@@ -82,12 +82,17 @@ class Services:
                     self.settings.max_lora_rank,
                 )
                 resolved = info.path
+            content = await asyncio.to_thread(info.content_hash)
+            same = self.registry.current_if_same(name, content) if version is None and alias is None else None
+            if same is not None:
+                logger.info("adapter %s: the same files as %s; nothing registered", name, same)
+                return same
             await self.residency.load(ref, resolved, pinned)
             try:
                 # an auto-numbered version is allocated again inside the store's transaction: with a
                 # registry shared by replicas another one may have taken `ref` meanwhile
                 committed = await asyncio.to_thread(
-                    self.registry.add, name, resolved, version, pinned=pinned, alias=alias
+                    self.registry.add, name, resolved, version, pinned=pinned, alias=alias, content=content
                 )
             except BaseException:
                 await self.residency.retire(ref)

@@ -50,6 +50,15 @@ class AdapterInfo:
     def size_bytes(self) -> int:
         return (self.path / "adapter_model.safetensors").stat().st_size
 
+    def content_hash(self) -> str:
+        """sha256 over adapter_config.json and the weights: the same files give the same hash anywhere."""
+        digest = hashlib.sha256()
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            with open(self.path / name, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
 
 def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor shapes from a safetensors header, without reading the weights."""

@@ -95,6 +95,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX sb_completions_expiry ON sb_completions (expires_at);
     """,
+    # 4: each version's content hash (a retried registration returns the version it made)
+    """
+    ALTER TABLE sb_versions ADD COLUMN content text;
+    """,
 )
 
 
@@ -264,9 +268,14 @@ class PostgresStore:
         adapters: dict[str, dict[str, Any]] = {}
         for name, current, counter in conn.execute("SELECT name, current, counter FROM sb_adapters ORDER BY name"):
             adapters[name] = {"current": current, "counter": counter, "versions": {}}
-        versions = conn.execute("SELECT name, version, path, pinned, created FROM sb_versions ORDER BY seq")
-        for name, version, path, pinned, created in versions:
-            adapters[name]["versions"][version] = {"path": path, "pinned": pinned, "created": created}
+        versions = conn.execute("SELECT name, version, path, pinned, created, content FROM sb_versions ORDER BY seq")
+        for name, version, path, pinned, created, content in versions:
+            adapters[name]["versions"][version] = {
+                "path": path,
+                "pinned": pinned,
+                "created": created,
+                "content": content,
+            }
         aliases = dict(conn.execute("SELECT alias, target FROM sb_aliases").fetchall())
         history: dict[str, list[str]] = {}
         for alias, target in conn.execute("SELECT alias, target FROM sb_alias_history ORDER BY alias, seq"):
@@ -285,9 +294,10 @@ class PostgresStore:
                 [(name, a["current"], a["counter"]) for name, a in adapters.items()],
             )
             cur.executemany(
-                "INSERT INTO sb_versions (name, version, path, pinned, created) VALUES (%s, %s, %s, %s, %s)",
+                "INSERT INTO sb_versions (name, version, path, pinned, created, content) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
                 [
-                    (name, version, v["path"], v["pinned"], v["created"])
+                    (name, version, v["path"], v["pinned"], v["created"], v.get("content"))
                     for name, a in adapters.items()
                     for version, v in a["versions"].items()
                 ],

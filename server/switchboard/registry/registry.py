@@ -30,6 +30,7 @@ class VersionEntry:
     path: Path
     pinned: bool = False
     created: float = field(default_factory=time.time)
+    content: str | None = None  # sha256 of the adapter's files (validation.AdapterInfo.content_hash)
 
 
 @dataclass
@@ -61,7 +62,9 @@ class Registry:
         for name, data in state.get("adapters", {}).items():
             entry = AdapterEntry(name, current=data.get("current"), counter=int(data.get("counter", 0)))
             for version, v in data.get("versions", {}).items():
-                entry.versions[version] = VersionEntry(Path(v["path"]), bool(v.get("pinned")), float(v["created"]))
+                entry.versions[version] = VersionEntry(
+                    Path(v["path"]), bool(v.get("pinned")), float(v["created"]), v.get("content")
+                )
             self._adapters[name] = entry
         self._aliases = dict(state.get("aliases", {}))
         self._alias_history = {k: list(v) for k, v in state.get("alias_history", {}).items()}
@@ -76,7 +79,7 @@ class Registry:
                     "current": e.current,
                     "counter": e.counter,
                     "versions": {
-                        v: {"path": str(ve.path), "pinned": ve.pinned, "created": ve.created}
+                        v: {"path": str(ve.path), "pinned": ve.pinned, "created": ve.created, "content": ve.content}
                         for v, ve in e.versions.items()
                     },
                 }
@@ -227,20 +230,42 @@ class Registry:
                 counter += 1
             return AdapterRef(name, f"v{counter + 1}")
 
+    def current_if_same(self, name: str, content: str | None) -> AdapterRef | None:
+        """`name`'s current version when its files are `content` (a registration to retry, not a new one)."""
+        with self._lock:
+            entry = self._adapters.get(name)
+            if content is None or entry is None or entry.current is None:
+                return None
+            return AdapterRef(name, entry.current) if entry.versions[entry.current].content == content else None
+
     def add(
-        self, name: str, path: Path, version: str | None = None, *, pinned: bool = False, alias: str | None = None
+        self,
+        name: str,
+        path: Path,
+        version: str | None = None,
+        *,
+        pinned: bool = False,
+        alias: str | None = None,
+        content: str | None = None,
     ) -> AdapterRef:
-        """Register a version (and optionally point an alias at it), persisted before it is visible."""
+        """Register a version (and optionally point an alias at it), persisted before it is visible.
+        Without an explicit version, files identical to the current version's (same `content`) return
+        that version: a retried registration never makes a second copy."""
         if alias is not None:
             check_name(alias, "alias")
 
         def change() -> AdapterRef:
+            same = self.current_if_same(name, content) if version is None else None
+            if same is not None:
+                if alias is not None:
+                    self._set_alias(alias, same)
+                return same
             ref = self.next_ref(name, version)
             entry = self._adapters.setdefault(name, AdapterEntry(name))
             numbered = re.fullmatch(r"v(\d+)", ref.version)
             if numbered:
                 entry.counter = max(entry.counter, int(numbered[1]))
-            entry.versions[ref.version] = VersionEntry(Path(path), pinned)
+            entry.versions[ref.version] = VersionEntry(Path(path), pinned, content=content)
             entry.current = ref.version
             if alias is not None:
                 self._set_alias(alias, ref)
