@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,7 +41,8 @@ async def get_experiment(services: ServicesDep, name: str) -> JSONResponse:
     experiment = services.registry.experiment(name)
     if experiment is None:
         raise NotFound(f"experiment '{name}' not found")
-    return JSONResponse(services.experiments.report(name, experiment))
+    # off the event loop: with a shared registry the report reads PostgreSQL
+    return JSONResponse(await asyncio.to_thread(services.experiments.report, name, experiment))
 
 
 @admin.delete("/{name}")
@@ -50,7 +53,7 @@ async def delete_experiment(services: ServicesDep, name: str) -> JSONResponse:
 
 @router.post("/v1/feedback")
 async def feedback(services: ServicesDep, api_key: InferenceKey, body: FeedbackBody) -> JSONResponse:
-    route = services.experiments.feedback(body.id, body.score)
+    route = await asyncio.to_thread(services.experiments.feedback, body.id, body.score)
     labels = services.metrics.route_labels(route)
     services.metrics.feedback.labels(*labels).inc()
     services.metrics.feedback_score.labels(*labels).inc(body.score)

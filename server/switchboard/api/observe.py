@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 
 from ..engine.base import GenerationOutput, GenerationRequest
 from ..errors import SwitchboardError
+from ..experiments import Outcome
 from ..routing import Route
 from ..services import Services
 
@@ -53,12 +54,11 @@ async def observed(
         if status == "200":
             metrics.latency.labels(*labels).observe(latency)
         if route.experiment:
-            experiments.record(
-                route.experiment,
-                route.variant,
+            outcome = Outcome(
                 ok=status == "200",
                 prompt_tokens=out.prompt_tokens if out else 0,
                 completion_tokens=out.completion_tokens if out else 0,
                 ttft=(first - started) if first is not None else None,
                 latency=latency if status == "200" else None,
             )
+            experiments.record(route.experiment, route.variant, outcome)

@@ -3,6 +3,6 @@
 
 from .assignment import assign
 from .definitions import Experiment, Sticky, define
-from .stats import ExperimentStats
+from .stats import ExperimentStats, Outcome
 
-__all__ = ["Experiment", "ExperimentStats", "Sticky", "assign", "define"]
+__all__ = ["Experiment", "ExperimentStats", "Outcome", "Sticky", "assign", "define"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotFound, RegistryUnavailable
 from ..registry.refs import AdapterRef
 from .definitions import Experiment
-from .stats import ExperimentStats, Summary, compare, summary_row
+from .stats import ExperimentStats, Outcome, Summary, compare, summary_row
 
 if TYPE_CHECKING:
     from ..registry.postgres import PostgresStore
@@ -85,27 +85,16 @@ class SharedExperimentStats(ExperimentStats):
             logger.warning("experiment statistics of this replica's last second are lost: %s", exc.message)
 
     # ------------------------------------------------------------------ what happens on this replica
-    def record(
-        self,
-        experiment: str,
-        variant: str,
-        *,
-        ok: bool,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        ttft: float | None = None,
-        latency: float | None = None,
-    ) -> None:
+    def record(self, experiment: str, variant: str, outcome: Outcome) -> None:
         with self._lock:
             delta = self._pending[(experiment, variant)]
             delta.requests += 1
-            delta.errors += 0 if ok else 1
-            delta.prompt_tokens += prompt_tokens
-            delta.completion_tokens += completion_tokens
-            if ttft is not None:
-                delta.buckets[("ttft", bucket_of(ttft))] += 1
-            if latency is not None:
-                delta.buckets[("latency", bucket_of(latency))] += 1
+            delta.errors += 0 if outcome.ok else 1
+            delta.prompt_tokens += outcome.prompt_tokens
+            delta.completion_tokens += outcome.completion_tokens
+            for kind, seconds in (("ttft", outcome.ttft), ("latency", outcome.latency)):
+                if seconds is not None:
+                    delta.buckets[(kind, bucket_of(seconds))] += 1
 
     def remember(self, completion_id: str, route: Route) -> None:
         super().remember(completion_id, route)

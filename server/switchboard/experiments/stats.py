@@ -18,6 +18,17 @@ if TYPE_CHECKING:
     from ..routing import Route
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one request of an experiment variant went (latencies in seconds, None when not reached)."""
+
+    ok: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft: float | None = None
+    latency: float | None = None
+
+
 @dataclass
 class VariantStats:
     requests: int = 0
@@ -48,27 +59,17 @@ class ExperimentStats:
     def close(self) -> None:
         """Nothing to write back: this replica's statistics live and die with it."""
 
-    def record(
-        self,
-        experiment: str,
-        variant: str,
-        *,
-        ok: bool,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        ttft: float | None = None,
-        latency: float | None = None,
-    ) -> None:
+    def record(self, experiment: str, variant: str, outcome: Outcome) -> None:
         with self._lock:
             stats = self._stats.setdefault((experiment, variant), VariantStats())
             stats.requests += 1
-            stats.errors += 0 if ok else 1
-            stats.prompt_tokens += prompt_tokens
-            stats.completion_tokens += completion_tokens
-            if ttft is not None:
-                stats.ttft.append(ttft)
-            if latency is not None:
-                stats.latency.append(latency)
+            stats.errors += 0 if outcome.ok else 1
+            stats.prompt_tokens += outcome.prompt_tokens
+            stats.completion_tokens += outcome.completion_tokens
+            if outcome.ttft is not None:
+                stats.ttft.append(outcome.ttft)
+            if outcome.latency is not None:
+                stats.latency.append(outcome.latency)
 
     def remember(self, completion_id: str, route: Route) -> None:
         """Which route served `completion_id`, so feedback on it counts for that variant."""
