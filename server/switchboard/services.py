@@ -151,24 +151,19 @@ class Services:
         """Take the registry as other replicas left it (a shared store told us it changed): versions
         they added become loadable here before they are routable (current and pinned ones are loaded
         now, after this replica's own validation); versions they removed are retired."""
-        state = await asyncio.to_thread(self.registry.stored_state)
-        async with self.admin_lock:
+        async with self.admin_lock:  # read under the lock: a change of ours can't slip in between
+            state = await asyncio.to_thread(self.registry.stored_state)
             stored = Registry.of_state(state)
-            added = [r for r in stored.refs() if self.registry.entry(r) is None]
+            added = {r: e for r in stored.refs() if self.registry.entry(r) is None and (e := stored.entry(r))}
             removed = [r for r in self.registry.refs() if stored.entry(r) is None]
-            for ref in added:
-                entry = stored.entry(ref)
-                if entry is not None:
-                    self.residency.track(ref, entry.path, entry.pinned)
+            for ref, entry in added.items():
+                self.residency.track(ref, entry.path, entry.pinned)
             self.registry.refresh(state)
             for ref in removed:
                 await self.residency.retire(ref)
                 self.metrics.forget(ref.name, ref.version)
             warm = {c for c in (stored.current(n) for n in stored.names()) if c is not None}
-            for ref in added:
-                entry = stored.entry(ref)
-                if entry is None:
-                    continue
+            for ref, entry in added.items():
                 try:
                     info = await asyncio.to_thread(read_adapter, entry.path)
                     check_fits(info, self.base_info, self.settings.max_lora_rank)

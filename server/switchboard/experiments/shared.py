@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotFound, RegistryUnavailable
 from ..registry.refs import AdapterRef
 from .definitions import Experiment
-from .stats import ExperimentStats, Outcome, Summary, compare, summary_row
+from .stats import Counts, ExperimentStats, Outcome, Summary, compare, summary_row
 
 if TYPE_CHECKING:
     from ..registry.postgres import PostgresStore
@@ -50,11 +50,9 @@ def bucket_percentile(counts: dict[int, int], q: float) -> float | None:
 
 
 @dataclass
-class _Delta:
-    requests: int = 0
-    errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+class _Delta(Counts):
+    """What this replica adds to a variant's counters at the next flush."""
+
     buckets: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -88,17 +86,13 @@ class SharedExperimentStats(ExperimentStats):
     def record(self, experiment: str, variant: str, outcome: Outcome) -> None:
         with self._lock:
             delta = self._pending[(experiment, variant)]
-            delta.requests += 1
-            delta.errors += 0 if outcome.ok else 1
-            delta.prompt_tokens += outcome.prompt_tokens
-            delta.completion_tokens += outcome.completion_tokens
+            delta.add(outcome)
             for kind, seconds in (("ttft", outcome.ttft), ("latency", outcome.latency)):
                 if seconds is not None:
                     delta.buckets[(kind, bucket_of(seconds))] += 1
 
     def remember(self, completion_id: str, route: Route) -> None:
-        super().remember(completion_id, route)
-        with self._lock:
+        with self._lock:  # feedback looks completions up in PostgreSQL only
             self._pending_ids.append((completion_id, route))
 
     def feedback(self, completion_id: str, score: float) -> Route:
@@ -194,10 +188,7 @@ class SharedExperimentStats(ExperimentStats):
 
     @staticmethod
     def _merge(into: _Delta, delta: _Delta) -> None:
-        into.requests += delta.requests
-        into.errors += delta.errors
-        into.prompt_tokens += delta.prompt_tokens
-        into.completion_tokens += delta.completion_tokens
+        into.merge(delta)
         for key, count in delta.buckets.items():
             into.buckets[key] += count
 

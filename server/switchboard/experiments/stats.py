@@ -30,11 +30,32 @@ class Outcome:
 
 
 @dataclass
-class VariantStats:
+class Counts:
+    """The counted part of a variant's outcomes (kept in memory, or summed in PostgreSQL)."""
+
     requests: int = 0
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        self.requests += 1
+        self.errors += 0 if outcome.ok else 1
+        self.prompt_tokens += outcome.prompt_tokens
+        self.completion_tokens += outcome.completion_tokens
+
+    def merge(self, other: Counts) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return self.requests, self.errors, self.prompt_tokens, self.completion_tokens
+
+
+@dataclass
+class VariantStats(Counts):
     ttft: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     scores: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
@@ -62,10 +83,7 @@ class ExperimentStats:
     def record(self, experiment: str, variant: str, outcome: Outcome) -> None:
         with self._lock:
             stats = self._stats.setdefault((experiment, variant), VariantStats())
-            stats.requests += 1
-            stats.errors += 0 if outcome.ok else 1
-            stats.prompt_tokens += outcome.prompt_tokens
-            stats.completion_tokens += outcome.completion_tokens
+            stats.add(outcome)
             if outcome.ttft is not None:
                 stats.ttft.append(outcome.ttft)
             if outcome.latency is not None:
@@ -96,7 +114,7 @@ class ExperimentStats:
                 s = self._stats.get((name, variant), VariantStats())
                 summary = Summary.of_scores(list(s.scores))
                 summaries.append(summary)
-                counts = (s.requests, s.errors, s.prompt_tokens, s.completion_tokens)
+                counts = s.as_tuple()
                 times = tuple(percentile(d, q) for d in (s.ttft, s.latency) for q in (0.5, 0.95))
                 rows.append(summary_row(variant, weight, counts, times, summary))
         return {"experiment": name, "variants": rows, "sticky": experiment.sticky, **compare(rows, summaries)}

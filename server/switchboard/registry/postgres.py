@@ -213,11 +213,6 @@ class PostgresStore:
         with self.connection() as conn, conn.transaction():
             return self._read(conn)
 
-    def generation(self) -> int:
-        with self.connection() as conn:
-            row = conn.execute("SELECT generation FROM sb_generation").fetchone()
-            return int(row[0]) if row else 0
-
     def watch(self, on_change: Callable[[int], None], stop: threading.Event, reconcile_s: float = 30.0) -> None:
         """Call `on_change(generation)` when any replica commits a change (LISTEN/NOTIFY), and every
         `reconcile_s` and after a reconnect when the generation moved (the safety net for a lost
