@@ -293,6 +293,11 @@ def test_probes_and_draining(rendered):
         deployment = _server(objects)
         container = _container(deployment)
         assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}, values
+        # the server listens only after its model loaded: the startup probe waits for that, then liveness counts
+        startup = container["startupProbe"]
+        assert startup["httpGet"] == {"path": "/health", "port": "http"}, values
+        budget = startup["periodSeconds"] * startup["failureThreshold"]
+        assert budget >= (600 if "gpu" in values else 180), f"{values}: {budget} s to load the model"
         assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}, values
         assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in container["ports"]
         command = container["lifecycle"]["preStop"]["exec"]["command"]
