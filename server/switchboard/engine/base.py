@@ -44,6 +44,22 @@ class GenerationOutput:
     queue_s: float | None = None  # on the first output: seconds from arrival to the start of prefill
 
 
+@dataclass(frozen=True)
+class SchedulerState:
+    """The scheduler's state at one instant, for the model-server metrics an inference gateway scrapes
+    (vLLM's `vllm:num_requests_*`, `vllm:kv_cache_usage_perc`, `vllm:lora_requests_info`; docs/metrics.md).
+
+    Adapters are engine keys (`name@version`), each listed once, for requests that use an adapter (the bare
+    base model is counted in `waiting`/`running` but never listed), as vLLM lists its LoRA requests' names."""
+
+    waiting: int = 0  # accepted by the engine, not yet in the running batch
+    running: int = 0  # in the running batch
+    waiting_adapters: tuple[str, ...] = ()
+    running_adapters: tuple[str, ...] = ()
+    kv_cache_usage: float = 0.0  # 0..1: the KV cache held ÷ what the engine may hold (per engine: docs/metrics.md)
+    max_loras: int | None = None  # most distinct adapters in one batch; None: no limit of its own
+
+
 class Engine(Protocol):
     """One base model plus many LoRA adapters, with batched generation. The rest of Switchboard is
     typed against this protocol; `hf.HFEngine` and `vllm_engine.VLLMEngine` implement it."""
@@ -80,6 +96,11 @@ class Engine(Protocol):
 
     def occupancy(self) -> dict[str, int]:
         """Requests `pending` (accepted, not finished) and `running` (in the batch), for /ready and metrics."""
+        ...
+
+    def scheduler_state(self) -> SchedulerState:
+        """Waiting and running requests, their adapters and the KV cache's use, read at scrape time (any
+        thread; never blocks on the engine)."""
         ...
 
     def describe(self) -> dict[str, str]:

