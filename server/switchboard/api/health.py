@@ -46,6 +46,10 @@ async def metrics(services: ServicesDep) -> Response:
     m.batch_size.set(occupancy.get("running", 0))
     m.pending.set(occupancy.get("pending", 0))
     m.resident.set(len(services.residency.resident()))
+    # the model-server protocol (vLLM's names, for the inference gateway's picker): an engine without a
+    # per-batch adapter limit (hf) can batch every resident adapter, so the residency budget is its max_lora
+    state = services.engine.scheduler_state()
+    m.observe_scheduler(state, services.engine.model_id, state.max_loras or services.residency.max_resident)
     m.unavailable.set(len(services.residency.refused))
     store = services.registry.store.health()
     m.observe_store(store.up, store.sync_lag_s, store.reconnects)
