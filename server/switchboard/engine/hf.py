@@ -14,7 +14,6 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -23,11 +22,12 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from ..errors import AdapterIncompatible, EngineFailure, Overloaded
+from ..errors import AdapterIncompatible, EngineFailure
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState
 from .batch import Batch, Row, left_padded
 from .detokenize import IncrementalDetokenizer
+from .ledger import RequestLedger
 from .lora_stacks import LoraStacks, PreparedAdapter
 from .quant import quantize_int8, refusal
 from .sampling import RowSampler, sample
@@ -80,14 +80,7 @@ class HFEngine:
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
         self._aborted: set[str] = set()
         self._aborted_lock = threading.Lock()
-        self._pending = 0  # requests accepted and not yet finished (waiting + running)
-        self._pending_lock = threading.Lock()
-        self._running = 0
-        # the scheduler state that scrapes read (scheduler_state): adapters of the waiting requests (None: the
-        # bare base; under _pending_lock), of the running rows, and KV cache slots held, set by the engine thread
-        self._waiting: Counter[str | None] = Counter()
-        self._running_adapters: tuple[str | None, ...] = ()
-        self._kv_slots = 0
+        self._ledger = RequestLedger()  # what occupancy() and scheduler_state() read
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
@@ -208,21 +201,12 @@ class HFEngine:
 
     # ---------------------------------------------------------------- requests
     def occupancy(self) -> dict[str, int]:
-        return {"pending": self._pending, "running": self._running}
+        return self._ledger.occupancy()
 
     def scheduler_state(self) -> SchedulerState:
         """KV use: cache slots the running batch holds (rows x cache length, left padding included: it is
         memory held) over the most it can hold, max_batch_size x max_model_len tokens (docs/metrics.md)."""
-        with self._pending_lock:
-            waiting = self._waiting.copy()
-        running = self._running_adapters
-        return SchedulerState(
-            waiting=sum(waiting.values()),
-            running=len(running),
-            waiting_adapters=tuple(key for key in waiting if key is not None),
-            running_adapters=tuple(dict.fromkeys(key for key in running if key is not None)),
-            kv_cache_usage=min(1.0, self._kv_slots / (self.max_batch_size * self.max_model_len)),
-        )
+        return self._ledger.state(kv_capacity=self.max_batch_size * self.max_model_len)
 
     def abort(self, request_id: str) -> None:
         with self._aborted_lock:
@@ -234,11 +218,7 @@ class HFEngine:
         if request.adapter is not None and request.adapter not in self.stacks.adapters:
             # residency loads every adapter before its requests reach the engine: this is our fault
             raise EngineFailure(f"adapter '{request.adapter}' is not loaded in the engine")
-        with self._pending_lock:
-            if self._pending >= self.max_queue:
-                raise Overloaded(f"server is at capacity ({self.max_queue} requests); retry shortly")
-            self._pending += 1
-            self._waiting[request.adapter] += 1
+        self._ledger.admit(request.adapter, self.max_queue)
         loop = asyncio.get_running_loop()
         collector: asyncio.Queue[GenerationOutput] = asyncio.Queue()
 
@@ -276,7 +256,7 @@ class HFEngine:
                                 batch.merge(joined)
                     if batch is not None:
                         batch = self._step(batch)
-                    self._publish(batch, new)
+                    self._ledger.publish(batch, [request.adapter for request, _ in new])
         except BaseException as exc:  # noqa: BLE001 - fail every request, never hang them
             logger.exception("engine loop failed")
             self._failure = exc
@@ -284,22 +264,10 @@ class HFEngine:
                 self._finish(row, "abort")
             while not self._inbox.empty():  # and the requests still waiting (generate() now refuses new ones)
                 _, sink = self._inbox.get_nowait()
-                self._release()
+                self._ledger.release()
                 sink(GenerationOutput(text="", finish_reason="abort"))
-            self._publish(None, [])
-            with self._pending_lock:
-                self._waiting.clear()
-
-    def _publish(self, batch: Batch | None, taken: list[tuple[GenerationRequest, Callable]]) -> None:
-        """Publish the state scheduler_state() reads; the requests taken this iteration stop waiting only now,
-        once the batch they joined (or left at once) is visible."""
-        self._running_adapters = tuple(row.request.adapter for row in batch.rows) if batch is not None else ()
-        self._running = len(self._running_adapters)
-        self._kv_slots = len(batch) * batch.length if batch is not None else 0
-        if taken:
-            with self._pending_lock:
-                self._waiting.subtract(request.adapter for request, _ in taken)
-                self._waiting = +self._waiting  # drop adapters with no request left waiting
+            self._ledger.publish(None, [])
+            self._ledger.clear_waiting()
 
     def _run_commands(self) -> None:
         while True:
@@ -319,7 +287,7 @@ class HFEngine:
                 items.append(self._inbox.get(timeout=0.05))
             except queue.Empty:
                 return items
-        room = self.max_batch_size - self._running - len(items)
+        room = self.max_batch_size - self._ledger.running - len(items)
         while room > 0:
             try:
                 items.append(self._inbox.get_nowait())
@@ -339,11 +307,11 @@ class HFEngine:
         rows: list[Row] = []
         for request, sink in items:
             if self._is_aborted(request.request_id):
-                self._release()
+                self._ledger.release()
                 continue
             if request.adapter is not None and request.adapter not in self.stacks.adapters:
                 sink(GenerationOutput(text="", finish_reason="abort"))
-                self._release()
+                self._ledger.release()
                 continue
             room = self.max_model_len - len(request.prompt_ids)
             rows.append(
@@ -418,7 +386,7 @@ class HFEngine:
 
     def _finish(self, row: Row, reason: str, token: int | None = None) -> None:
         row.finish_reason = reason
-        self._release()  # before delivering, so a client that immediately sends again finds room
+        self._ledger.release()  # before delivering, so a client that immediately sends again finds room
         row.sink(
             GenerationOutput(
                 text=row.detok.flush(final=True),
@@ -429,7 +397,3 @@ class HFEngine:
                 queue_s=row.queue_s,
             )
         )
-
-    def _release(self) -> None:
-        with self._pending_lock:
-            self._pending -= 1
