@@ -8,13 +8,12 @@ other (Service, HPA, ServiceMonitor, InferencePool, endpoint picker), and every 
 picker read is one the server exports.
 
 A missing tool skips these tests, unless SWITCHBOARD_REQUIRE_DEPLOY_TOOLS is set (CI), where it fails them.
+The rendering, lookup and validation helpers are in tests/helm_support.py.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import json
 import os
 import re
 from pathlib import Path
@@ -26,23 +25,23 @@ import yaml
 from switchboard.cli import build_parser, settings_overrides
 from switchboard.config import load_settings
 
+from tests.helm_support import (
+    CHART,
+    CRD_SCHEMAS,
+    KUBERNETES_VERSION,
+    NAMESPACE,
+    RELEASE,
+    SCHEMAS,
+    epp_config,
+    one,
+    pod_container,
+    render,
+    server_deployment,
+    tool,
+    validate,
+)
 from tests.test_deploy import _dockerfile_env, exposed  # noqa: F401  (exposed is a fixture used below)
 
-REPO = Path(__file__).resolve().parents[1]
-CHART = REPO / "deploy" / "helm" / "switchboard"
-SCHEMAS = REPO / "deploy" / "helm" / "schemas"
-KUBERNETES_VERSION = "1.37"  # the newest schemas kubernetes-validate 1.37.0 ships
-RELEASE, NAMESPACE = "sb", "llm"
-TOOLS = {  # import name -> what CI installs
-    "helm_python": "helm-python-sdk==0.2.2",
-    "kubernetes_validate": "kubernetes-validate==1.37.0",
-    "jsonschema": "jsonschema==4.26.0",  # kubernetes-validate's validator, also used for the CRD schemas
-}
-# (apiVersion, kind) -> the pinned schema of a custom resource (deploy/helm/schemas/README.md says where from)
-CRD_SCHEMAS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com/servicemonitor_v1.json",
-    ("inference.networking.k8s.io/v1", "InferencePool"): "inference.networking.k8s.io/inferencepool_v1.json",
-}
 SECRETS = {  # what the referenced Secrets hold in these tests
     "SWITCHBOARD_ADMIN_KEY": "admin-secret",
     "SWITCHBOARD_API_KEYS": '["key-1", "key-2"]',
@@ -90,94 +89,24 @@ OPTIONAL_KINDS = {"PersistentVolumeClaim", "HorizontalPodAutoscaler", "ServiceMo
 # --- tools -----------------------------------------------------------------------------------------------------
 
 
-def _tool(module: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        message = f"{TOOLS[module]} is not installed ({exc}); pip install {TOOLS[module]}"
-        if os.environ.get("SWITCHBOARD_REQUIRE_DEPLOY_TOOLS"):
-            pytest.fail(f"SWITCHBOARD_REQUIRE_DEPLOY_TOOLS is set and {message}")
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def helm() -> ModuleType:
-    return _tool("helm_python")
+    return tool("helm_python")
 
 
 @pytest.fixture(scope="module")
 def kubernetes_validate() -> ModuleType:
-    return _tool("kubernetes_validate")
+    return tool("kubernetes_validate")
 
 
 @pytest.fixture(scope="module")
 def jsonschema() -> ModuleType:
-    return _tool("jsonschema")
-
-
-def _render(helm: ModuleType, values: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The chart's objects as `helm template sb deploy/helm/switchboard -n llm [-f values]` prints them."""
-    with helm.Chart.load(CHART) as chart:
-        manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE)
-    objects = []
-    for path, text in sorted(manifests.items()):
-        if path.endswith(".yaml"):
-            objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return objects
+    return tool("jsonschema")
 
 
 @pytest.fixture(scope="module")
 def rendered(helm) -> dict[str, list[dict[str, Any]]]:
-    return {name: _render(helm, values) for name, values in VALUE_SETS.items()}
-
-
-def _one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[o['metadata']['name'] for o in found]}"
-    return found[0]
-
-
-def _server(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    return _one(objects, "Deployment", f"{RELEASE}-switchboard")
-
-
-def _container(deployment: dict[str, Any]) -> dict[str, Any]:
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return container
-
-
-# --- schemas ---------------------------------------------------------------------------------------------------
-
-
-def _strict(schema: Any) -> Any:
-    """A CRD's structural schema as kubeconform's --strict reads it: objects with declared properties take no others
-    (unless they preserve unknown fields), so a misspelled field fails as it would on `kubectl apply`."""
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items()}
-        if (
-            "properties" in out
-            and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
-
-
-def _validate(kubernetes_validate: ModuleType, obj: dict[str, Any]) -> None:
-    key = (obj["apiVersion"], obj["kind"])
-    if key in CRD_SCHEMAS:
-        schema = _strict(json.loads((SCHEMAS / CRD_SCHEMAS[key]).read_text()))
-        schema["properties"]["metadata"] = {"type": "object"}  # ObjectMeta: checked by the API server, as for CRDs
-        validator = _tool("jsonschema").Draft202012Validator(schema)
-        errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.path))
-        assert not errors, f"{obj['kind']} {obj['metadata']['name']}: " + "; ".join(
-            f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors
-        )
-    else:  # raises on an invalid object, and on a kind it has no schema for (SchemaNotFoundError)
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    return {name: render(helm, values) for name, values in VALUE_SETS.items()}
 
 
 def test_pinned_schemas_are_documented():
@@ -199,25 +128,25 @@ def test_every_rendered_object_validates(rendered, kubernetes_validate, jsonsche
         assert not kinds & OPTIONAL_KINDS, "an optional object rendered without its flag"
     for obj in objects:
         assert obj["metadata"].get("namespace") in (None, NAMESPACE)
-        _validate(kubernetes_validate, obj)
+        validate(kubernetes_validate, obj)
 
 
 def test_the_validators_reject_broken_objects(rendered, kubernetes_validate, jsonschema):
     """The checks above can fail: a wrong type, a misspelled field and a misspelled CRD field are all refused."""
     objects = rendered["all-on-gpu"]
-    deployment = copy.deepcopy(_server(objects))
-    _container(deployment)["ports"][0]["containerPort"] = "http"
+    deployment = copy.deepcopy(server_deployment(objects))
+    pod_container(deployment)["ports"][0]["containerPort"] = "http"
     with pytest.raises(jsonschema.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
-    deployment = copy.deepcopy(_server(objects))
-    _container(deployment)["readinesProbe"] = _container(deployment).pop("readinessProbe")
+    deployment = copy.deepcopy(server_deployment(objects))
+    pod_container(deployment)["readinesProbe"] = pod_container(deployment).pop("readinessProbe")
     with pytest.raises(jsonschema.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
     for kind, field in [("ServiceMonitor", "endpoint"), ("InferencePool", "targetPort")]:
-        obj = copy.deepcopy(_one(objects, kind))
+        obj = copy.deepcopy(one(objects, kind))
         obj["spec"][field] = obj["spec"].get(field + "s")
         with pytest.raises(AssertionError, match=field):
-            _validate(kubernetes_validate, obj)
+            validate(kubernetes_validate, obj)
 
 
 def test_chart_lints_clean(helm):
@@ -233,8 +162,8 @@ def test_chart_lints_clean(helm):
 
 def _container_settings(objects: list[dict[str, Any]], tmp_path: Path, monkeypatch) -> Any:
     """Settings as `switchboard serve` builds them in the pod: image ENV < container env < config file < flags."""
-    deployment = _server(objects)
-    container = _container(deployment)
+    deployment = server_deployment(objects)
+    container = pod_container(deployment)
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert container["command"] == ["switchboard"]
@@ -243,7 +172,7 @@ def _container_settings(objects: list[dict[str, Any]], tmp_path: Path, monkeypat
 
     # the config file is the ConfigMap's key, mounted where --config says
     config_dir, config_name = str(Path(args.config).parent), Path(args.config).name
-    configmap = _one(objects, "ConfigMap", volumes[mounts[config_dir]]["configMap"]["name"])
+    configmap = one(objects, "ConfigMap", volumes[mounts[config_dir]]["configMap"]["name"])
     config = tmp_path / config_name
     config.write_text(configmap["data"][config_name])
 
@@ -290,8 +219,8 @@ def test_container_starts_with_the_rendered_settings(rendered, tmp_path, monkeyp
 
 def test_probes_and_draining(rendered):
     for values, objects in rendered.items():
-        deployment = _server(objects)
-        container = _container(deployment)
+        deployment = server_deployment(objects)
+        container = pod_container(deployment)
         assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}, values
         # the server listens only after its model loaded: the startup probe waits for that, then liveness counts
         startup = container["startupProbe"]
@@ -308,21 +237,21 @@ def test_probes_and_draining(rendered):
 
 
 def test_gpu_values_switch_image_engine_and_resources(rendered):
-    cpu, gpu = _container(_server(rendered["default"])), _container(_server(rendered["gpu"]))
+    cpu, gpu = pod_container(server_deployment(rendered["default"])), pod_container(server_deployment(rendered["gpu"]))
     assert cpu["image"] == "switchboard:0.3.2"
     assert gpu["image"] == "switchboard:cuda"
     assert "nvidia.com/gpu" not in cpu["resources"].get("limits", {})
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert cpu["args"][cpu["args"].index("--engine") + 1] == "hf"
     assert gpu["args"][gpu["args"].index("--engine") + 1] == "vllm"
-    spec = _server(rendered["gpu"])["spec"]["template"]["spec"]
+    spec = server_deployment(rendered["gpu"])["spec"]["template"]["spec"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in gpu["volumeMounts"]
 
 
 def test_adapter_volume_choices(rendered, helm):
     def adapter_volume(objects):
-        volumes = _server(objects)["spec"]["template"]["spec"]["volumes"]
+        volumes = server_deployment(objects)["spec"]["template"]["spec"]["volumes"]
         return next((v for v in volumes if v["name"] == "adapters"), None)
 
     assert adapter_volume(rendered["default"]) is None
@@ -330,7 +259,7 @@ def test_adapter_volume_choices(rendered, helm):
         "claimName": "adapters",
         "readOnly": True,
     }
-    created = _one(rendered["all-on-gpu"], "PersistentVolumeClaim")
+    created = one(rendered["all-on-gpu"], "PersistentVolumeClaim")
     assert adapter_volume(rendered["all-on-gpu"])["persistentVolumeClaim"]["claimName"] == created["metadata"]["name"]
     assert created["spec"]["accessModes"] == ["ReadWriteMany"]
     assert not [o for o in rendered["all-on-cpu"] if o["kind"] == "PersistentVolumeClaim"]
@@ -340,7 +269,7 @@ def test_adapter_volume_choices(rendered, helm):
         ({"config": {"port": 9000}}, "config.port is set by the chart"),
     ]:
         with pytest.raises(helm.HelmError, match=re.escape(message)):
-            _render(helm, bad)
+            render(helm, bad)
 
 
 # --- autoscaling, monitoring, the InferencePool ----------------------------------------------------------------
@@ -349,7 +278,7 @@ def test_adapter_volume_choices(rendered, helm):
 def test_hpa_scales_the_server_on_queue_depth(rendered):
     for values in ("all-on-gpu", "all-on-cpu"):
         objects = rendered[values]
-        hpa, deployment = _one(objects, "HorizontalPodAutoscaler"), _server(objects)
+        hpa, deployment = one(objects, "HorizontalPodAutoscaler"), server_deployment(objects)
         target = hpa["spec"]["scaleTargetRef"]
         assert (target["apiVersion"], target["kind"], target["name"]) == (
             "apps/v1",
@@ -361,13 +290,13 @@ def test_hpa_scales_the_server_on_queue_depth(rendered):
         assert metric["pods"]["metric"]["name"] == "switchboard_queue_depth"
         assert metric["pods"]["target"]["type"] == "AverageValue"
         assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
-    assert _server(rendered["default"])["spec"]["replicas"] == 1
+    assert server_deployment(rendered["default"])["spec"]["replicas"] == 1
 
 
 def test_service_monitor_scrapes_the_server_service(rendered):
     objects = rendered["all-on-cpu"]
-    monitor = _one(objects, "ServiceMonitor")
-    service = _one(objects, "Service", f"{RELEASE}-switchboard")
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service", f"{RELEASE}-switchboard")
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= service["metadata"]["labels"].items()
     others = [o for o in objects if o["kind"] == "Service" and o is not service]
@@ -378,45 +307,35 @@ def test_service_monitor_scrapes_the_server_service(rendered):
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
-def _epp_config(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    epp = _one(objects, "Deployment", f"{RELEASE}-switchboard-epp")
-    args = _container(epp)["args"]
-    path = Path(args[args.index("--config-file") + 1])
-    (mount,) = [m for m in _container(epp)["volumeMounts"] if m["mountPath"] == str(path.parent)]
-    (volume,) = [v for v in epp["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
-    configmap = _one(objects, "ConfigMap", volume["configMap"]["name"])
-    return yaml.safe_load(configmap["data"][path.name])
-
-
 def test_inference_pool_selects_the_server_pods_and_names_its_endpoint_picker(rendered):
     objects = rendered["all-on-gpu"]
-    pool, server = _one(objects, "InferencePool"), _server(objects)
-    epp = _one(objects, "Deployment", f"{RELEASE}-switchboard-epp")
+    pool, server = one(objects, "InferencePool"), server_deployment(objects)
+    epp = one(objects, "Deployment", f"{RELEASE}-switchboard-epp")
     pods = server["spec"]["template"]["metadata"]["labels"]
     selector = pool["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pods.items()
     assert not selector.items() <= epp["spec"]["template"]["metadata"]["labels"].items(), "the picker is no endpoint"
-    assert [p["number"] for p in pool["spec"]["targetPorts"]] == [_container(server)["ports"][0]["containerPort"]]
+    assert [p["number"] for p in pool["spec"]["targetPorts"]] == [pod_container(server)["ports"][0]["containerPort"]]
 
     ref = pool["spec"]["endpointPickerRef"]
     assert ref.get("kind", "Service") == "Service" and "port" in ref  # the CRD's CEL rule
-    epp_service = _one(objects, "Service", ref["name"])
+    epp_service = one(objects, "Service", ref["name"])
     assert ref["port"]["number"] in {p["port"] for p in epp_service["spec"]["ports"]}
     assert epp_service["spec"]["selector"].items() <= epp["spec"]["template"]["metadata"]["labels"].items()
-    args = _container(epp)["args"]
+    args = pod_container(epp)["args"]
     assert args[args.index("--pool-name") + 1] == pool["metadata"]["name"]
     assert args[args.index("--pool-namespace") + 1] == NAMESPACE
     assert args[args.index("--pool-group") + 1] == pool["apiVersion"].split("/")[0]
 
     # the picker's identity may read its pool and the pods
     account = epp["spec"]["template"]["spec"]["serviceAccountName"]
-    binding = _one(objects, "RoleBinding")
+    binding = one(objects, "RoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
-    role = _one(objects, "Role", binding["roleRef"]["name"])
+    role = one(objects, "Role", binding["roleRef"]["name"])
     granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
     assert {("inference.networking.k8s.io", "inferencepools"), ("", "pods")} <= granted
 
-    config = _epp_config(objects)
+    config = epp_config(objects)
     assert (config["apiVersion"], config["kind"]) == ("inference.networking.x-k8s.io/v1alpha1", "EndpointPickerConfig")
     plugins = {p.get("name", p["type"]) for p in config["plugins"]}
     used = {p["pluginRef"] for profile in config["schedulingProfiles"] for p in profile["plugins"]}
@@ -429,9 +348,9 @@ def test_inference_pool_selects_the_server_pods_and_names_its_endpoint_picker(re
 def _metric_names_read(objects: list[dict[str, Any]]) -> dict[str, str]:
     """Metric name -> who reads it: the HPA's Pods metrics and the endpoint picker's model-server metrics."""
     names = {}
-    for metric in _one(objects, "HorizontalPodAutoscaler")["spec"]["metrics"]:
+    for metric in one(objects, "HorizontalPodAutoscaler")["spec"]["metrics"]:
         names[metric["pods"]["metric"]["name"]] = "HPA"
-    (extractor,) = [p for p in _epp_config(objects)["plugins"] if p["type"] == "core-metrics-extractor"]
+    (extractor,) = [p for p in epp_config(objects)["plugins"] if p["type"] == "core-metrics-extractor"]
     for engine in extractor["parameters"]["engineConfigs"]:
         for field, spec in engine.items():
             if field.endswith("Spec") and spec:
