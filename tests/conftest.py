@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,8 +294,9 @@ def tiny_server(request: pytest.FixtureRequest, tiny_adapters: dict[str, Path]) 
 POSTGRES = os.environ.get("SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new database on the test PostgreSQL server, dropped afterwards (skip or fail if unreachable)."""
     import uuid
 
     import psycopg
@@ -313,6 +315,19 @@ def postgres_url() -> Iterator[str]:
             yield _with_db(POSTGRES, name)
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def postgres_url_module() -> Iterator[str]:
+    """One database for a whole test module (its replicas share it)."""
+    with fresh_database() as url:
+        yield url
 
 
 def _with_db(url: str, name: str) -> str:

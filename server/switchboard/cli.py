@@ -53,6 +53,7 @@ _REPEATED: dict[str, tuple[str, Callable[[str], Any], str | None]] = {
     "api_keys": ("--api-key", str, "KEY"),
     "engine_args": ("--engine-arg", _parse_engine_arg, "KEY=VALUE"),
     "routes": ("--route", _parse_route, "YAML"),
+    "ray": ("--ray", _parse_engine_arg, "KEY=VALUE"),
 }
 
 
@@ -89,7 +90,7 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     for name in Settings.model_fields:
         value = getattr(args, name, None)
         if value is not None:
-            overrides[name] = dict(value) if name in ("adapters", "engine_args") else value
+            overrides[name] = dict(value) if name in ("adapters", "engine_args", "ray") else value
     return overrides
 
 
@@ -100,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the OpenAI-compatible server")
     serve.add_argument("--config", type=Path, help="YAML config file (any setting below)")
     add_settings_flags(serve)
+
+    serve_ray = sub.add_parser(
+        "serve-ray",
+        help="run the same server as a Ray Serve application: engine replicas with adapter affinity (docs/scaling.md)",
+    )
+    serve_ray.add_argument("--config", type=Path, help="YAML config file (any setting below; `ray:` lays out Serve)")
+    add_settings_flags(serve_ray)
 
     admin_client.add_parser(sub)
     admin_client.add_experiments_parser(sub)
@@ -149,6 +157,17 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=5)
     return 0
+
+
+def _serve_ray(args: argparse.Namespace) -> int:
+    try:
+        from .ray_serve import run
+    except ImportError as exc:
+        print(f"switchboard serve-ray: Ray Serve is missing ({exc}): pip install 'switchboard[ray]'", file=sys.stderr)
+        return 2
+    settings = load_settings(args.config, **settings_overrides(args))
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(settings)
 
 
 def _model_path(args: argparse.Namespace) -> int:
@@ -210,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "serve-ray":
+            return _serve_ray(args)
         if args.command == "model":
             return _model_path(args)
         if args.command == "adapters":

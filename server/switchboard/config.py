@@ -48,6 +48,37 @@ class RouteRule(BaseModel):
         return self
 
 
+class RaySettings(BaseModel):
+    """`switchboard serve-ray`: how the Serve application is laid out (docs/scaling.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        default=None,
+        description="Ray cluster to join (ray://… or HOST:PORT); unset = $RAY_ADDRESS, else a local Ray started here.",
+    )
+    app_name: str = Field(default="switchboard", description="Serve application name.")
+    replicas: int = Field(default=2, ge=1, description="Engine replicas (each loads the base model once).")
+    num_cpus: float = Field(default=1, ge=0, description="CPUs Ray reserves per engine replica.")
+    num_gpus: float = Field(default=0, ge=0, description="GPUs per engine replica (1 for the vllm engine on a GPU).")
+    autoscaling: dict[str, Any] | None = Field(
+        default=None,
+        description="Serve's autoscaling_config for the engine replicas (min_replicas, max_replicas, "
+        "target_ongoing_requests, …); replaces `replicas`.",
+    )
+    max_ongoing_requests: int | None = Field(
+        default=None, ge=1, description="Requests Serve sends one engine replica at once (default: max_batch_size)."
+    )
+    ingress_replicas: int = Field(
+        default=1, ge=1, description="API (ingress) replicas; more than one needs a shared registry (postgresql://…)."
+    )
+    affinity: bool = Field(
+        default=True,
+        description="Route each adapter version's requests to replicas that hold it (Serve model multiplexing); "
+        "false = Serve's plain load balancing (for comparison).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything `switchboard serve` can be told. Each field is also a CLI flag and a SWITCHBOARD_* variable."""
 
@@ -148,6 +179,10 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Largest request body; beyond it: 413.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    ray: RaySettings = Field(
+        default_factory=RaySettings,
+        description="serve-ray: replicas, CPUs/GPUs per replica, autoscaling (CLI: repeated --ray KEY=VALUE).",
+    )
 
     @classmethod
     def settings_customise_sources(

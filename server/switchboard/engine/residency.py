@@ -121,6 +121,16 @@ class Residency:
         self._lru.pop(key, None)
         await self.engine.remove_adapter(key)
 
+    async def evict(self, key: str) -> bool:
+        """Unload `key` now unless it is pinned or in use (a Ray Serve replica's model LRU asks);
+        True if it was unloaded. It stays loadable: its next request loads it again."""
+        if key not in self._lru or key in self._pinned or self._leases[key]:
+            return False
+        await self._unload(key)
+        self.evictions += 1
+        self._on_change("evict", key)
+        return True
+
     async def retire(self, ref: AdapterRef) -> None:
         """The version was removed: unload it now, or when its last request ends."""
         key = str(ref)
