@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,ray]'
 	touch $@
 
 serve: setup
@@ -34,7 +34,7 @@ test-avx2: setup
 
 # The end-to-end suite against --engine vllm (tests marked vllm), in its own venv (~3 min to set up).
 test-vllm: $(VLLM_VENV)/.installed
-	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -m vllm $(ARGS)
+	VLLM_CPU_KVCACHE_SPACE=1 SWITCHBOARD_REQUIRE_DEPLOY_TOOLS= $(VLLM_VENV)/bin/python -m pytest -m vllm $(ARGS)
 
 $(VLLM_VENV)/.installed: pyproject.toml
 	python3 -m venv $(VLLM_VENV)
