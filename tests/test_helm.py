@@ -25,6 +25,7 @@ import yaml
 from switchboard.cli import build_parser, settings_overrides
 from switchboard.config import load_settings
 
+from tests.deploy_support import _dockerfile_env, exposed  # noqa: F401  (exposed is a fixture used below)
 from tests.helm_support import (
     CHART,
     CRD_SCHEMAS,
@@ -40,7 +41,6 @@ from tests.helm_support import (
     tool,
     validate,
 )
-from tests.test_deploy import _dockerfile_env, exposed  # noqa: F401  (exposed is a fixture used below)
 
 SECRETS = {  # what the referenced Secrets hold in these tests
     "SWITCHBOARD_ADMIN_KEY": "admin-secret",
