@@ -64,9 +64,13 @@ def run(settings: Settings) -> int:
     address = settings.ray.address or os.environ.get("RAY_ADDRESS") or None
     ray.init(address=address, logging_level=logging.WARNING)
     where = f"the Ray cluster at {address}" if address else "a local Ray"
-    serve.start(http_options={"host": settings.host, "port": settings.port})
     app_name = settings.ray.app_name
-    serve.run(build_application(settings), name=app_name, route_prefix="/", blocking=False)
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(build_application(settings), name=app_name, route_prefix="/", blocking=False)
+    except BaseException:  # a deployment that failed (or Ctrl-C while deploying): leave no Ray behind
+        _stop(app_name, local=address is None)
+        raise
     host, port = _proxy_address(settings.host, settings.port)
     if (host, port) != (settings.host, settings.port):
         logger.warning(
