@@ -1,4 +1,4 @@
-"""OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/models."""
+"""OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/models[/{id}]."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..engine.base import GenerationRequest, SamplingParams
 from ..errors import InvalidRequest
+from ..registry import AdapterRef, not_found
 from ..routing import Route, RouteContext
 from ..services import Services
 from .auth import InferenceKey
@@ -118,18 +119,57 @@ for prefix in ("", "/{route_prefix:path}"):
     router.add_api_route(f"{prefix}/v1/completions", completions, methods=["POST"], include_in_schema=not prefix)
 
 
-@router.get("/v1/models")
-async def list_models(services: ServicesDep, api_key: InferenceKey) -> JSONResponse:
-    registry = services.registry
+def _card(services: Services, model_id: str, **fields: Any) -> dict[str, Any]:
+    """One entry of /v1/models: OpenAI's model object plus where it comes from (`parent`, `root`)."""
+    return {"id": model_id, "object": "model", "created": services.started_at, "owned_by": "switchboard", **fields}
+
+
+def _base_card(services: Services) -> dict[str, Any]:
     base_id = services.settings.base_model_id
-    card = {"object": "model", "created": services.started_at, "owned_by": "switchboard"}
-    data = [{"id": base_id, **card, "root": base_id, "parent": None, "max_model_len": services.engine.max_model_len}]
+    return _card(services, base_id, root=base_id, parent=None, max_model_len=services.engine.max_model_len)
+
+
+def _adapter_card(services: Services, model_id: str, ref: AdapterRef) -> dict[str, Any]:
+    root = str(services.registry.path(ref))
+    return _card(services, model_id, root=root, parent=services.settings.base_model_id, version=ref.version)
+
+
+def _alias_card(services: Services, alias: str, target: str) -> dict[str, Any]:
+    return _card(services, alias, root=target, parent=services.settings.base_model_id, alias_of=target)
+
+
+async def list_models(services: ServicesDep, api_key: InferenceKey) -> JSONResponse:
+    """The base model first, then each adapter at its current version, then the aliases."""
+    registry = services.registry
+    data = [_base_card(services)]
     for name in registry.names():
         ref = registry.current(name)
         if ref is not None:
-            data.append(
-                {"id": name, **card, "root": str(registry.path(ref)), "parent": base_id, "version": ref.version}
-            )
-    for alias, target in sorted(registry.aliases().items()):
-        data.append({"id": alias, **card, "root": target, "parent": base_id, "alias_of": target})
+            data.append(_adapter_card(services, name, ref))
+    data += [_alias_card(services, alias, target) for alias, target in sorted(registry.aliases().items())]
     return JSONResponse({"object": "list", "data": data})
+
+
+async def retrieve_model(services: ServicesDep, api_key: InferenceKey, model_id: str) -> JSONResponse:
+    """OpenAI's retrieve-model: the base model id, an adapter name, `name@version` or an alias, as
+    /v1/models shows it (a `name@version` that is not current gets its own entry, same fields)."""
+    registry = services.registry
+    if model_id == services.settings.base_model_id:
+        return JSONResponse(_base_card(services))
+    target = registry.aliases().get(model_id)
+    if target is not None:
+        return JSONResponse(_alias_card(services, model_id, target))
+    ref = registry.lookup(model_id)
+    if ref is None:
+        raise not_found("model", model_id, [services.settings.base_model_id, *registry.available()], param="model")
+    return JSONResponse(_adapter_card(services, model_id, ref))
+
+
+# The model list answers under the same prefixes, so a client whose base_url carries one
+# (http://HOST/scenarios/after-sales/v1) can list and retrieve models. The id is a path: a base
+# model id may hold a slash ("google/gemma-3-270m-it"; the openai client sends it as %2F).
+for prefix in ("", "/{route_prefix:path}"):
+    router.add_api_route(f"{prefix}/v1/models", list_models, methods=["GET"], include_in_schema=not prefix)
+    router.add_api_route(
+        f"{prefix}/v1/models/{{model_id:path}}", retrieve_model, methods=["GET"], include_in_schema=not prefix
+    )
