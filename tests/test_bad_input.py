@@ -38,6 +38,26 @@ CASES = [
 ]
 
 
+# OpenAI fields refused with a value that asks for something the server does not do (docs/api.md)
+REFUSED_CHAT = [
+    ("n", 2),
+    ("logprobs", True),
+    ("top_logprobs", 3),
+    ("response_format", {"type": "json_object"}),
+    ("tools", [{"type": "function", "function": {"name": "f"}}]),
+    ("tool_choice", "required"),
+    ("functions", [{"name": "f"}]),
+    ("function_call", {"name": "f"}),
+    ("audio", {"voice": "alloy", "format": "wav"}),
+    ("modalities", ["text", "audio"]),
+    ("reasoning_effort", "low"),
+    ("verbosity", "low"),
+    ("web_search_options", {}),
+    ("moderation", {"model": "omni-moderation-latest"}),
+]
+REFUSED_COMPLETION = [("n", 2), ("best_of", 3), ("logprobs", 0), ("echo", True), ("suffix", "end")]
+
+
 def _post(server: Server, body, path: str = "/v1/chat/completions", headers: dict | None = None) -> httpx.Response:
     kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
     return httpx.post(
@@ -99,6 +119,37 @@ def test_oversized_chunked_body_is_413(tiny_server: Server):
 )
 def test_bad_completion_request(tiny_server: Server, body):
     _assert_openai_error(_post(tiny_server, body, "/v1/completions"), 400)
+
+
+@pytest.mark.parametrize(("field", "value"), REFUSED_CHAT, ids=[f for f, _ in REFUSED_CHAT])
+def test_refused_chat_field_is_400_naming_it(tiny_server: Server, field: str, value):
+    error = _assert_openai_error(_post(tiny_server, {**OK, field: value}), 400)
+    assert error["param"] == field and error["message"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(("field", "value"), REFUSED_COMPLETION, ids=[f for f, _ in REFUSED_COMPLETION])
+def test_refused_completion_field_is_400_naming_it(tiny_server: Server, field: str, value):
+    body = {"model": "alpha", "prompt": "x", "max_tokens": 2, field: value}
+    error = _assert_openai_error(_post(tiny_server, body, "/v1/completions"), 400)
+    assert error["param"] == field
+
+
+@pytest.mark.parametrize(
+    ("field", "body", "path"),
+    [
+        ("guided_json", {**OK, "guided_json": {}}, "/v1/chat/completions"),
+        ("tools", {"model": "alpha", "prompt": "x", "tools": []}, "/v1/completions"),
+        ("logit_bias", {**OK, "logit_bias": {str(10**7): 5}}, "/v1/chat/completions"),
+        ("stop_token_ids", {**OK, "stop_token_ids": [10**7]}, "/v1/chat/completions"),
+        ("min_tokens", {**OK, "min_tokens": 5}, "/v1/chat/completions"),
+        ("min_tokens", {"model": "alpha", "prompt": "x", "min_tokens": 17}, "/v1/completions"),
+        ("stream_options.include_chunks", {**OK, "stream_options": {"include_chunks": True}}, "/v1/chat/completions"),
+    ],
+    ids=["unknown field", "chat-only field", "bias off vocab", "stop id off vocab", "min>max", "min>default", "nested"],
+)
+def test_unknown_or_out_of_range_field_is_400_naming_it(tiny_server: Server, field: str, body: dict, path: str):
+    error = _assert_openai_error(_post(tiny_server, body, path), 400)
+    assert error["param"] == field, error
 
 
 def test_unknown_route_and_method(tiny_server: Server):

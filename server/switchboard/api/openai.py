@@ -50,13 +50,32 @@ def prepare(
             param="max_tokens",
             code="context_length_exceeded",
         )
+    max_tokens = asked if asked is not None else min(default_max, room)
+    if body.min_tokens > max_tokens:
+        raise InvalidRequest(
+            f"min_tokens ({body.min_tokens}) must not exceed max_tokens ({max_tokens})", param="min_tokens"
+        )
+    vocab = len(services.engine.tokenizer)
+    bias = body.bias()
+    for param, ids in (("logit_bias", [t for t, _ in bias]), ("stop_token_ids", body.stop_token_ids or [])):
+        if any(t >= vocab for t in ids):
+            raise InvalidRequest(f"{param}: token ids must lie in [0, {vocab})", param=param)
     params = SamplingParams(
-        max_tokens=asked if asked is not None else min(default_max, room),
+        max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,
         stop=tuple(body.stop_list()),
         ignore_eos=body.ignore_eos,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        repetition_penalty=body.repetition_penalty,
+        logit_bias=bias,
+        top_k=max(body.top_k or 0, 0),
+        min_p=body.min_p,
+        min_tokens=body.min_tokens,
+        stop_token_ids=tuple(body.stop_token_ids or ()),
+        skip_special_tokens=body.skip_special_tokens,
     )
     adapter = str(route.ref) if route.ref is not None else None
     gen = GenerationRequest(new_request_id(id_prefix), prompt_ids, params, adapter=adapter)

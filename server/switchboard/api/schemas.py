@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 ROLES = ("system", "developer", "user", "assistant")
 
@@ -43,14 +43,69 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     include_usage: bool = False
+    include_obfuscation: bool | None = None  # ignored: there is no obfuscation padding to turn on or off
+
+
+# Every field of the request bodies is honoured, accepted and ignored, or refused (docs/api.md lists them all;
+# tests/test_schemas.py checks the official `openai` package's fields are each declared here). A field in
+# REFUSED is a 400 naming it unless its value asks for nothing (`accepts`), e.g. `tools: []`, `n: 1`.
+IGNORED = {
+    # chat: metadata and hints that change nothing in the result
+    "metadata",
+    "store",
+    "service_tier",
+    "parallel_tool_calls",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "safety_identifier",
+    "prediction",
+}
+
+
+def _none_or(*values: Any) -> Any:
+    """Accepts None and exactly `values` (0 is not False, True is not 1)."""
+    return lambda v: v is None or any(type(v) is type(ok) and v == ok for ok in values)
+
+
+REFUSED: dict[str, tuple[Any, str]] = {
+    # field: (accepts(value), why it is refused)
+    "n": (_none_or(1), "n > 1 is not supported; send separate requests"),
+    "best_of": (_none_or(1), "best_of > 1 is not supported; send separate requests"),
+    "logprobs": (_none_or(False), "logprobs are not supported"),
+    "top_logprobs": (_none_or(0), "top_logprobs are not supported (logprobs are not)"),
+    "echo": (_none_or(False), "echo is not supported"),
+    "suffix": (_none_or(""), "suffix is not supported"),
+    "response_format": (
+        lambda v: v is None or (isinstance(v, dict) and v.get("type") == "text"),
+        "structured outputs are not supported; only response_format {'type': 'text'}",
+    ),
+    "tools": (_none_or([]), "tools are not supported"),
+    "tool_choice": (_none_or("none", "auto"), "tools are not supported; tool_choice may only be 'none' or 'auto'"),
+    "functions": (_none_or([]), "functions are not supported"),
+    "function_call": (_none_or("none", "auto"), "functions are not supported; function_call may be 'none' or 'auto'"),
+    "audio": (_none_or(), "audio output is not supported"),
+    "modalities": (_none_or(["text"]), "only the text modality is supported"),
+    "reasoning_effort": (_none_or(), "this model does not reason; send no reasoning_effort"),
+    "verbosity": (_none_or(), "verbosity is not supported by this model"),
+    "web_search_options": (_none_or(), "web search is not supported"),
+    "moderation": (_none_or(), "moderation is not supported"),
+}
+
+
+def _refuse_unless_accepted(cls: Any, value: Any, info: ValidationInfo) -> Any:
+    accepts, why = REFUSED[str(info.field_name)]
+    if not accepts(value):
+        raise ValueError(why)
+    return value
 
 
 class SamplingFields(BaseModel):
-    """Fields shared by chat and text completions."""
+    """Fields shared by chat and text completions: OpenAI's, then vLLM's sampling extensions."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -61,10 +116,21 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
-    n: int = Field(default=1, ge=1)
-    ignore_eos: bool = False  # vLLM extension, for benchmarks that need a fixed output length
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    n: int | None = Field(default=None, ge=1)
     logprobs: Any = None
-    tools: list[Any] | None = None
+    # vLLM's sampling extensions (vllm.SamplingParams)
+    top_k: int | None = Field(default=None, ge=-1)  # -1, 0 or None: off
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
+    min_tokens: int = Field(default=0, ge=0)
+    ignore_eos: bool = False  # for benchmarks that need a fixed output length
+    stop_token_ids: list[int] | None = None
+    skip_special_tokens: bool = True
+
+    _refused = field_validator("n", "logprobs")(_refuse_unless_accepted)
 
     @field_validator("stop")
     @classmethod
@@ -74,15 +140,22 @@ class SamplingFields(BaseModel):
             raise ValueError("at most 16 stop sequences")
         return [s for s in stops if s]
 
-    @model_validator(mode="after")
-    def _unsupported(self) -> SamplingFields:
-        if self.n != 1:
-            raise ValueError("n > 1 is not supported; send separate requests")
-        if self.logprobs:
-            raise ValueError("logprobs are not supported")
-        if self.tools:
-            raise ValueError("tools are not supported")
-        return self
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for key, value in (bias or {}).items():
+            if not key.isdigit():
+                raise ValueError(f"keys are token ids (non-negative integers), got {key!r}")
+            if not -100.0 <= value <= 100.0:
+                raise ValueError(f"biases lie in [-100, 100], got {value} for token {key}")
+        return bias
+
+    @field_validator("stop_token_ids")
+    @classmethod
+    def _stop_token_ids(cls, ids: list[int] | None) -> list[int] | None:
+        if ids and min(ids) < 0:
+            raise ValueError("token ids are non-negative integers")
+        return ids
 
     def stop_list(self) -> list[str]:
         return list(self.stop or [])
@@ -91,10 +164,51 @@ class SamplingFields(BaseModel):
         """The completion budget the client asked for (None: the server's default)."""
         return self.max_tokens
 
+    def bias(self) -> tuple[tuple[int, float], ...]:
+        """logit_bias as (token id, bias) pairs."""
+        return tuple((int(k), float(v)) for k, v in (self.logit_bias or {}).items())
+
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    top_logprobs: Any = None
+    response_format: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    audio: Any = None
+    modalities: Any = None
+    reasoning_effort: Any = None
+    verbosity: Any = None
+    web_search_options: Any = None
+    moderation: Any = None
+    # accepted and ignored (IGNORED)
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    parallel_tool_calls: bool | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    prompt_cache_options: Any = None
+    safety_identifier: str | None = None
+    prediction: Any = None
+
+    _refused_chat = field_validator(
+        "top_logprobs",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "audio",
+        "modalities",
+        "reasoning_effort",
+        "verbosity",
+        "web_search_options",
+        "moderation",
+    )(_refuse_unless_accepted)
 
     @model_validator(mode="after")
     def _messages(self) -> ChatCompletionRequest:
@@ -114,8 +228,11 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] = Field()
-    echo: bool = False
+    echo: bool | None = None
     suffix: str | None = None
+    best_of: int | None = Field(default=None, ge=1)
+
+    _refused_completion = field_validator("echo", "suffix", "best_of")(_refuse_unless_accepted)
 
     @field_validator("prompt")
     @classmethod
@@ -131,14 +248,6 @@ class CompletionRequest(SamplingFields):
         if not prompt:
             raise ValueError("prompt must not be empty")
         return prompt
-
-    @model_validator(mode="after")
-    def _unsupported_completion(self) -> CompletionRequest:
-        if self.echo:
-            raise ValueError("echo is not supported")
-        if self.suffix:
-            raise ValueError("suffix is not supported")
-        return self
 
 
 class Usage(BaseModel):

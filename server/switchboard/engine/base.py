@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick tokens. temperature 0 means greedy."""
+    """How to pick tokens: OpenAI's parameters and vLLM's extensions, with their semantics (docs/api.md).
+    temperature 0 means greedy; the penalties, logit_bias and min_tokens apply to greedy rows too."""
 
     max_tokens: int
     temperature: float = 1.0
@@ -19,6 +20,15 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    presence_penalty: float = 0.0  # subtracted once from each token generated so far
+    frequency_penalty: float = 0.0  # subtracted per occurrence in the generated tokens
+    repetition_penalty: float = 1.0  # tokens of prompt or output: positive logits divided, negative multiplied
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # drop tokens below min_p x the most likely one's probability
+    min_tokens: int = 0  # end-of-sequence and stop_token_ids are masked until this many tokens are out
+    stop_token_ids: tuple[int, ...] = ()  # more tokens that end the sequence (not emitted), even with ignore_eos
+    skip_special_tokens: bool = True  # leave special tokens out of the text
 
 
 @dataclass(frozen=True)

@@ -261,10 +261,17 @@ class VLLMEngine:
             top_p=p.top_p,
             seed=p.seed,
             stop=list(p.stop) or None,
-            stop_token_ids=None if p.ignore_eos else sorted(self.stop_ids),
+            stop_token_ids=sorted(set(p.stop_token_ids) | (set() if p.ignore_eos else set(self.stop_ids))) or None,
             ignore_eos=p.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
-            skip_special_tokens=True,
+            skip_special_tokens=p.skip_special_tokens,
+            presence_penalty=p.presence_penalty,
+            frequency_penalty=p.frequency_penalty,
+            repetition_penalty=p.repetition_penalty,
+            logit_bias=dict(p.logit_bias) or None,
+            top_k=p.top_k,
+            min_p=p.min_p,
+            min_tokens=p.min_tokens,
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationOutput]:
