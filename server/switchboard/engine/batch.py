@@ -34,6 +34,21 @@ class Row:
     queue_s: float | None = None  # reported once, with the first output
     stop_ids: frozenset[int] = field(default_factory=frozenset)
 
+    @classmethod
+    def start(cls, request: GenerationRequest, sink: Any, tokenizer: Any, stop_ids: frozenset[int], room: int) -> Row:
+        """A new row for `request`: `stop_ids` are the model's end-of-sequence ids, `room` the tokens left in the
+        context window after the prompt."""
+        p = request.params
+        stop_ids = (frozenset() if p.ignore_eos else stop_ids) | frozenset(p.stop_token_ids)
+        return cls(
+            request=request,
+            sink=sink,
+            detok=IncrementalDetokenizer(tokenizer, p.stop, p.skip_special_tokens, p.min_tokens),
+            sampler=RowSampler(p, request.prompt_ids, stop_ids),
+            max_new=max(0, min(p.max_tokens, room)),
+            stop_ids=stop_ids,
+        )
+
     @property
     def adapter_name(self) -> str:
         return self.request.adapter or BASE_ROW

@@ -9,7 +9,9 @@ from typing import Any
 class IncrementalDetokenizer:
     """Turns generated token ids into text deltas (the prefix/read offset scheme of TGI and vLLM)."""
 
-    def __init__(self, tokenizer: Any, stop: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, tokenizer: Any, stop: tuple[str, ...] = (), skip_special_tokens: bool = True, min_tokens: int = 0
+    ) -> None:
         self.tokenizer = tokenizer
         self.ids: list[int] = []
         self.prefix_offset = 0
@@ -19,9 +21,14 @@ class IncrementalDetokenizer:
         self.stop = tuple(s for s in stop if s)
         self.max_stop = max((len(s) for s in self.stop), default=0)
         self.stopped = False
+        self.skip_special_tokens = skip_special_tokens
+        self.min_tokens = min_tokens  # stop strings are looked for only in the text after this many tokens (vLLM)
+        self.stop_from = 0  # chars of self.text that came before
 
     def _decode(self, ids: list[int]) -> str:
-        text: str = self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        text: str = self.tokenizer.decode(
+            ids, skip_special_tokens=self.skip_special_tokens, clean_up_tokenization_spaces=False
+        )
         return text
 
     def add(self, token_id: int) -> None:
@@ -33,12 +40,15 @@ class IncrementalDetokenizer:
             self.text += full[len(prefix) :]
             self.prefix_offset = self.read_offset
             self.read_offset = len(self.ids)
-            self._check_stop()
+            if len(self.ids) <= self.min_tokens:
+                self.stop_from = len(self.text)
+            else:
+                self._check_stop()
 
     def _check_stop(self) -> None:
         if not self.stop:
             return
-        start = max(0, self.emitted - self.max_stop)
+        start = max(self.stop_from, self.emitted - self.max_stop)
         hits = [i for i in (self.text.find(s, start) for s in self.stop) if i >= 0]
         if hits:
             self.text = self.text[: min(hits)]

@@ -26,11 +26,10 @@ from ..errors import AdapterIncompatible, EngineFailure
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState
 from .batch import Batch, Row, left_padded
-from .detokenize import IncrementalDetokenizer
 from .ledger import RequestLedger
 from .lora_stacks import LoraStacks, PreparedAdapter
 from .quant import quantize_int8, refusal
-from .sampling import RowSampler, sample
+from .sampling import sample
 
 logger = logging.getLogger(__name__)
 
@@ -314,16 +313,7 @@ class HFEngine:
                 self._ledger.release()
                 continue
             room = self.max_model_len - len(request.prompt_ids)
-            rows.append(
-                Row(
-                    request=request,
-                    sink=sink,
-                    detok=IncrementalDetokenizer(self.tokenizer, request.params.stop),
-                    sampler=RowSampler(request.params),
-                    max_new=max(0, min(request.params.max_tokens, room)),
-                    stop_ids=frozenset() if request.params.ignore_eos else self.stop_ids,
-                )
-            )
+            rows.append(Row.start(request, sink, self.tokenizer, self.stop_ids, room))
         if not rows:
             return None
         now = time.perf_counter()
@@ -359,6 +349,7 @@ class HFEngine:
                 self._finish(row, "stop")
                 continue
             row.generated += 1
+            row.sampler.record(token)
             row.detok.add(token)
             if row.detok.stopped:
                 self._finish(row, "stop", token)
