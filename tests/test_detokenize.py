@@ -56,3 +56,15 @@ def test_partial_stop_prefix_is_held_back_then_released(tokenizer):
     out.append(detok.flush(final=True))
     assert not detok.stopped
     assert "".join(out) == "a STOP b"
+
+
+def test_stop_strings_are_looked_for_only_after_min_tokens(tokenizer):
+    """As vLLM: the text of the first min_tokens tokens cannot end the completion."""
+    ids = tokenizer("END then more, END at last", add_special_tokens=False)["input_ids"]
+    first_end = len(tokenizer("END", add_special_tokens=False)["input_ids"])
+    detok = IncrementalDetokenizer(tokenizer, stop=("END",), min_tokens=first_end)
+    for token in ids:
+        detok.add(token)
+        if detok.stopped:
+            break
+    assert detok.stopped and detok.flush(final=True) == "END then more, "
