@@ -122,6 +122,28 @@ def ray_app(ray_cluster, tmp_path_factory, tiny_model_dir, tiny_adapters, postgr
     app.stop()
 
 
+def test_the_ray_section_lays_out_serve():
+    from switchboard.config import load_settings
+    from switchboard.ray_serve import build_application, check_layout, engine_replica_options
+
+    fixed = load_settings(None, max_batch_size=8, ray={"replicas": 3, "num_gpus": 1, "num_cpus": 4})
+    assert engine_replica_options(fixed) == {
+        "ray_actor_options": {"num_cpus": 4, "num_gpus": 1},
+        "max_ongoing_requests": 8,
+        "num_replicas": 3,
+    }
+    scaled = load_settings(
+        None, ray={"autoscaling": {"min_replicas": 1, "max_replicas": 4}, "max_ongoing_requests": 16}
+    )
+    options = engine_replica_options(scaled)
+    assert options["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4} and "num_replicas" not in options
+    assert options["max_ongoing_requests"] == 16
+    assert build_application(scaled) is not None  # builds (runs nothing) with the real Serve classes
+    with pytest.raises(ValueError, match="shared by the replicas"):
+        check_layout(load_settings(None, ray={"ingress_replicas": 2}))
+    check_layout(load_settings(None, registry="postgresql://db/x", ray={"ingress_replicas": 2}))
+
+
 def chat(url: str, model: str, max_tokens: int = 8, **extra: Any) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": max_tokens}
     return httpx.post(f"{url}/v1/chat/completions", json={**body, **extra}, timeout=120)

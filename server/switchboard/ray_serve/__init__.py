@@ -18,12 +18,9 @@ from ..config import Settings
 logger = logging.getLogger(__name__)
 
 
-def build_application(settings: Settings) -> Any:
-    """The Serve application (not yet running) that `settings` describe."""
-    from .deployments import Ingress, engine_replica
-
+def engine_replica_options(settings: Settings) -> dict[str, Any]:
+    """Serve options of the engine replicas, from the `ray:` section."""
     layout = settings.ray
-    data = settings.model_dump()
     options: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": layout.num_cpus, "num_gpus": layout.num_gpus},
         # beyond this many requests on one replica, Serve keeps them (and may pick another replica)
@@ -33,13 +30,21 @@ def build_application(settings: Settings) -> Any:
         options["autoscaling_config"] = layout.autoscaling
     else:
         options["num_replicas"] = layout.replicas
-    replicas = engine_replica(settings.max_resident_adapters).options(**options).bind(data)
+    return options
+
+
+def build_application(settings: Settings) -> Any:
+    """The Serve application (not yet running) that `settings` describe."""
     from ray import serve
 
+    from .deployments import Ingress, engine_replica
+
+    data = settings.model_dump()
+    replicas = engine_replica(settings.max_resident_adapters).options(**engine_replica_options(settings)).bind(data)
     ingress: Any = serve.deployment(Ingress)  # serve.ingress() hides the class from the type checker
     return ingress.options(
         name="Ingress",
-        num_replicas=layout.ingress_replicas,
+        num_replicas=settings.ray.ingress_replicas,
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=settings.max_queue,
     ).bind(data, replicas)
