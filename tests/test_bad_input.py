@@ -30,9 +30,12 @@ CASES = [
     ("max_tokens string", {**OK, "max_tokens": "many"}, 400),
     ("temperature too high", {**OK, "temperature": 5}, 400),
     ("top_p zero", {**OK, "top_p": 0}, 400),
-    ("n > 1", {**OK, "n": 3}, 400),
+    ("n over max_batch_size", {**OK, "n": 10_000}, 400),
+    ("n zero", {**OK, "n": 0}, 400),
     ("stop wrong type", {**OK, "stop": 5}, 400),
-    ("logprobs", {**OK, "logprobs": True}, 400),
+    ("logprobs not a bool", {**OK, "logprobs": 3}, 400),
+    ("top_logprobs over 20", {**OK, "logprobs": True, "top_logprobs": 21}, 400),
+    ("top_logprobs without logprobs", {**OK, "top_logprobs": 2}, 400),
     ("prompt too long", {**OK, "messages": [{"role": "user", "content": "word " * 400}]}, 400),
     ("unknown adapter", {**OK, "model": "nobody"}, 404),
 ]
@@ -40,9 +43,6 @@ CASES = [
 
 # OpenAI fields refused with a value that asks for something the server does not do (docs/api.md)
 REFUSED_CHAT = [
-    ("n", 2),
-    ("logprobs", True),
-    ("top_logprobs", 3),
     ("response_format", {"type": "json_object"}),
     ("tools", [{"type": "function", "function": {"name": "f"}}]),
     ("tool_choice", "required"),
@@ -55,7 +55,7 @@ REFUSED_CHAT = [
     ("web_search_options", {}),
     ("moderation", {"model": "omni-moderation-latest"}),
 ]
-REFUSED_COMPLETION = [("n", 2), ("best_of", 3), ("logprobs", 0), ("echo", True), ("suffix", "end")]
+REFUSED_COMPLETION = [("best_of", 3), ("echo", True), ("suffix", "end")]
 
 
 def _post(server: Server, body, path: str = "/v1/chat/completions", headers: dict | None = None) -> httpx.Response:

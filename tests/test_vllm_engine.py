@@ -166,3 +166,24 @@ def test_client_disconnect_aborts_the_request(server: Server):
         lambda: httpx.get(f"{server.url}/ready", timeout=5).json()["pending"] == 0, 30, "the aborted request to end"
     )
     assert text(chat(server, "alpha", PROMPTS[0])) != ""
+
+
+def test_logprobs_and_n_choices(server: Server):
+    """logprobs in OpenAI's shapes and n choices from vLLM, as from the hf engine (tests/test_logprobs_n.py)."""
+    client = openai.OpenAI(base_url=server.v1, api_key="none")
+    msg = [{"role": "user", "content": PROMPTS[0]}]
+    resp = client.chat.completions.create(
+        model="alpha", messages=msg, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3
+    )
+    content = resp.choices[0].logprobs.content
+    assert len(content) == resp.usage.completion_tokens
+    for c in content:
+        assert len(c.top_logprobs) == 3 and c.top_logprobs[0].token == c.token
+        assert abs(c.top_logprobs[0].logprob - c.logprob) < 1e-5
+    text = client.completions.create(model="beta", prompt="Hi", max_tokens=4, temperature=0, logprobs=2)
+    assert len(text.choices[0].logprobs.token_logprobs) == text.usage.completion_tokens
+    kwargs = {"model": "gamma", "messages": msg, "max_tokens": 6, "temperature": 1.0, "seed": 7, "n": 3}
+    many = client.chat.completions.create(extra_body={"ignore_eos": True}, **kwargs)
+    assert [c.index for c in many.choices] == [0, 1, 2] and many.usage.completion_tokens == 18
+    again = client.chat.completions.create(extra_body={"ignore_eos": True}, **kwargs)
+    assert [c.message.content for c in again.choices] == [c.message.content for c in many.choices]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -76,10 +77,25 @@ def prepare(
         min_tokens=body.min_tokens,
         stop_token_ids=tuple(body.stop_token_ids or ()),
         skip_special_tokens=body.skip_special_tokens,
+        logprobs=body.logprob_count(),
     )
+    n = body.n or 1
+    most = services.settings.max_batch_size
+    if n > most:
+        raise InvalidRequest(f"n must be at most {most} (the server's max_batch_size), got {n}", param="n")
     adapter = str(route.ref) if route.ref is not None else None
-    gen = GenerationRequest(new_request_id(id_prefix), prompt_ids, params, adapter=adapter)
-    return Prepared(route, gen, body.model, started)
+    request_id = new_request_id(id_prefix)
+    gens = tuple(
+        GenerationRequest(
+            request_id if n == 1 else f"{request_id}-{i}",
+            prompt_ids,
+            # choice i draws from seed + i: distinct choices, each reproducible (and choice 0 is the n=1 answer)
+            replace(params, seed=params.seed + i) if params.seed is not None else params,
+            adapter=adapter,
+        )
+        for i in range(n)
+    )
+    return Prepared(route, gens, request_id, body.model, started)
 
 
 def route(request: Request, services: Services, body: SamplingFields, api_key: str | None) -> Route:

@@ -16,17 +16,19 @@ from ..engine.base import GenerationRequest
 from ..registry import AdapterRef, served_by
 from ..routing import Route
 from ..services import Services
+from .logprobs import TokenTexts
 from .observe import observed
 from .schemas import SamplingFields
-from .streaming import collect, sse_chunks
+from .streaming import Choice, collect, sse_chunks
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated request bound to one route and turned into engine input."""
+    """A validated request bound to one route and turned into engine input: one engine request per choice."""
 
     route: Route
-    gen: GenerationRequest
+    gens: tuple[GenerationRequest, ...]
+    request_id: str  # the response's id (choice i's engine request is `request_id` or `request_id-i` for n > 1)
     model: str  # the `model` the client asked for, echoed in the response
     started: float  # perf_counter at arrival
 
@@ -43,42 +45,43 @@ async def respond(
     request: Request, services: Services, prepared: Prepared, body: SamplingFields, kind: str
 ) -> Response:
     """The whole response (JSON) or the SSE stream of `prepared`, with the X-Adapter / X-Request-Id headers."""
-    headers = {"X-Adapter": served_by(prepared.ref), "X-Request-Id": prepared.gen.request_id}
+    headers = {"X-Adapter": served_by(prepared.ref), "X-Request-Id": prepared.request_id}
     if prepared.route.experiment:
         headers["X-Experiment"] = f"{prepared.route.experiment}/{prepared.route.variant}"
     created = int(time.time())
-    stream = observed(services, prepared.route, prepared.gen, prepared.started)
+    n = len(prepared.gens)
+    texts = TokenTexts(services.engine.tokenizer) if body.logprob_count() is not None else None
+    stream = observed(services, prepared.route, prepared.gens, prepared.started)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = sse_chunks(stream, prepared.gen.request_id, prepared.model, created, kind, include_usage)
+        chunks = sse_chunks(stream, prepared.request_id, prepared.model, created, kind, include_usage, n, texts)
         first = await anext(chunks)  # surfaces queue-full and engine errors as a status code
         return StreamingResponse(
             _prepend(first, chunks),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
-    text, reason, usage = await collect(request, stream)
-    if kind == "chat":
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": reason,
-            "logprobs": None,
-        }
-        obj = "chat.completion"
-    else:
-        choice = {"index": 0, "text": text, "finish_reason": reason, "logprobs": None}
-        obj = "text_completion"
+    choices, usage = await collect(request, stream, n)
     payload = {
-        "id": prepared.gen.request_id,
-        "object": obj,
+        "id": prepared.request_id,
+        "object": "chat.completion" if kind == "chat" else "text_completion",
         "created": created,
         "model": prepared.model,
-        "choices": [choice],
+        "choices": [_choice(i, choice, kind, texts) for i, choice in enumerate(choices)],
         "usage": usage,
         "system_fingerprint": None,
     }
     return JSONResponse(payload, headers=headers)
+
+
+def _choice(index: int, choice: Choice, kind: str, texts: TokenTexts | None) -> dict[str, Any]:
+    logprobs = None
+    if texts is not None and choice.logprobs is not None:
+        logprobs = texts.chat(choice.logprobs) if kind == "chat" else texts.completion(choice.logprobs)[0]
+    if kind == "chat":
+        message = {"role": "assistant", "content": choice.text}
+        return {"index": index, "message": message, "finish_reason": choice.finish_reason, "logprobs": logprobs}
+    return {"index": index, "text": choice.text, "finish_reason": choice.finish_reason, "logprobs": logprobs}
 
 
 async def _prepend(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:

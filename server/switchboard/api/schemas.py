@@ -72,10 +72,7 @@ def _none_or(*values: Any) -> Any:
 
 REFUSED: dict[str, tuple[Any, str]] = {
     # field: (accepts(value), why it is refused)
-    "n": (_none_or(1), "n > 1 is not supported; send separate requests"),
-    "best_of": (_none_or(1), "best_of > 1 is not supported; send separate requests"),
-    "logprobs": (_none_or(False), "logprobs are not supported"),
-    "top_logprobs": (_none_or(0), "top_logprobs are not supported (logprobs are not)"),
+    "best_of": (_none_or(1), "best_of > 1 is not supported; send n > 1 and pick among the choices yourself"),
     "echo": (_none_or(False), "echo is not supported"),
     "suffix": (_none_or(""), "suffix is not supported"),
     "response_format": (
@@ -119,8 +116,7 @@ class SamplingFields(BaseModel):
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
-    n: int | None = Field(default=None, ge=1)
-    logprobs: Any = None
+    n: int | None = Field(default=None, ge=1)  # at most max_batch_size (checked against the settings)
     # vLLM's sampling extensions (vllm.SamplingParams)
     top_k: int | None = Field(default=None, ge=-1)  # -1, 0 or None: off
     min_p: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -129,8 +125,6 @@ class SamplingFields(BaseModel):
     ignore_eos: bool = False  # for benchmarks that need a fixed output length
     stop_token_ids: list[int] | None = None
     skip_special_tokens: bool = True
-
-    _refused = field_validator("n", "logprobs")(_refuse_unless_accepted)
 
     @field_validator("stop")
     @classmethod
@@ -168,11 +162,16 @@ class SamplingFields(BaseModel):
         """logit_bias as (token id, bias) pairs."""
         return tuple((int(k), float(v)) for k, v in (self.logit_bias or {}).items())
 
+    def logprob_count(self) -> int | None:
+        """None: no logprobs; k: each token's logprob and the k most likely alternatives."""
+        return None
+
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    top_logprobs: Any = None
+    logprobs: bool | None = Field(default=None, strict=True)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
     response_format: Any = None
     tools: Any = None
     tool_choice: Any = None
@@ -196,7 +195,6 @@ class ChatCompletionRequest(SamplingFields):
     prediction: Any = None
 
     _refused_chat = field_validator(
-        "top_logprobs",
         "response_format",
         "tools",
         "tool_choice",
@@ -218,6 +216,16 @@ class ChatCompletionRequest(SamplingFields):
             raise ValueError("messages need at least one user or assistant message")
         return self
 
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs(cls, top: int | None, info: ValidationInfo) -> int | None:
+        if top and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return top
+
+    def logprob_count(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
+
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
@@ -228,6 +236,7 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] = Field()
+    logprobs: int | None = Field(default=None, ge=0, le=5, strict=True)
     echo: bool | None = None
     suffix: str | None = None
     best_of: int | None = Field(default=None, ge=1)
@@ -248,6 +257,9 @@ class CompletionRequest(SamplingFields):
         if not prompt:
             raise ValueError("prompt must not be empty")
         return prompt
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
 
 class Usage(BaseModel):

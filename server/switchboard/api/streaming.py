@@ -6,22 +6,23 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 
-from ..engine.base import GenerationOutput
+from ..engine.base import GenerationOutput, TokenLogprob
 from ..errors import EngineFailure, SwitchboardError
+from .logprobs import TokenTexts
 
 logger = logging.getLogger(__name__)
 
 
-def _usage(out: GenerationOutput) -> dict[str, int]:
-    return {
-        "prompt_tokens": out.prompt_tokens,
-        "completion_tokens": out.completion_tokens,
-        "total_tokens": out.prompt_tokens + out.completion_tokens,
-    }
+def _usage(finals: dict[int, GenerationOutput]) -> dict[str, int]:
+    """The prompt once, the completions of every choice summed (OpenAI's usage for n > 1)."""
+    prompt = next(iter(finals.values())).prompt_tokens if finals else 0
+    completion = sum(out.completion_tokens for out in finals.values())
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _finish_reason(reason: str | None) -> str:
@@ -34,34 +35,41 @@ def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
+Choices = AsyncGenerator[tuple[int, GenerationOutput], None]
+
+
 async def sse_chunks(
-    stream: AsyncGenerator[GenerationOutput, None],
+    stream: Choices,
     request_id: str,
     model: str,
     created: int,
     kind: str,
     include_usage: bool,
+    n: int = 1,
+    texts: TokenTexts | None = None,
 ) -> AsyncIterator[str]:
-    """OpenAI streaming chunks; the first chunk is produced only after the engine accepted the request."""
+    """OpenAI streaming chunks, each for one choice (`index`), interleaved as the engine produces them; the
+    first chunk is produced only after the engine accepted the request. With `texts` (the request asked for
+    logprobs) a chunk carries the logprobs of the tokens whose text it carries."""
     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+    offsets = [0] * n  # completions' text_offset, per choice
 
-    def chunk(delta: str | None, reason: str | None, role: bool = False) -> str:
+    def chunk(index: int, delta: str | None, reason: str | None, out: GenerationOutput | None = None) -> str:
+        logprobs = None
+        if texts is not None and out is not None and out.logprobs is not None:
+            if kind == "chat":
+                logprobs = texts.chat(out.logprobs)
+            else:
+                logprobs, offsets[index] = texts.completion(out.logprobs, offsets[index])
         if kind == "chat":
-            d: dict[str, Any] = {}
-            if role:
-                d["role"] = "assistant"
-            if delta is not None:
+            d: dict[str, Any] = {"role": "assistant", "content": ""} if out is None and reason is None else {}
+            if delta is not None and out is not None:
                 d["content"] = delta
-            choice: dict[str, Any] = {"index": 0, "delta": d, "finish_reason": reason, "logprobs": None}
+            choice: dict[str, Any] = {"index": index, "delta": d, "finish_reason": reason, "logprobs": logprobs}
         else:
-            choice = {"index": 0, "text": delta or "", "finish_reason": reason, "logprobs": None}
-        body: dict[str, Any] = {
-            "id": request_id,
-            "object": obj,
-            "created": created,
-            "model": model,
-            "choices": [choice],
-        }
+            choice = {"index": index, "text": delta or "", "finish_reason": reason, "logprobs": logprobs}
+        body: dict[str, Any] = {"id": request_id, "object": obj, "created": created, "model": model}
+        body["choices"] = [choice]
         if include_usage:
             body["usage"] = None
         return _sse(body)
@@ -73,36 +81,29 @@ async def sse_chunks(
         return
     # The engine accepted the request (errors above propagate before any byte is sent).
     if kind == "chat":
-        yield chunk("", None, role=True)
+        for index in range(n):
+            yield chunk(index, None, None)  # the role
+    finals: dict[int, GenerationOutput] = {}
     try:
-        out = first
+        index, out = first
         while True:
+            if out.text or out.logprobs:
+                yield chunk(index, out.text, None, out)
             if out.finish_reason is not None:
-                reason = _finish_reason(out.finish_reason)
-                if out.text:
-                    yield chunk(out.text, None)
-                yield chunk(None if kind == "chat" else "", reason)
-                if include_usage:
-                    yield _sse(
-                        {
-                            "id": request_id,
-                            "object": obj,
-                            "created": created,
-                            "model": model,
-                            "choices": [],
-                            "usage": _usage(out),
-                        }
-                    )
-                break
-            if out.text:
-                yield chunk(out.text, None)
-            out = await iterator.__anext__()
+                yield chunk(index, None if kind == "chat" else "", _finish_reason(out.finish_reason))
+                finals[index] = out
+                if len(finals) == n:
+                    break
+            index, out = await iterator.__anext__()
+        if include_usage:
+            usage = {"id": request_id, "object": obj, "created": created, "model": model, "choices": []}
+            yield _sse({**usage, "usage": _usage(finals)})
     except SwitchboardError as exc:
         yield _sse(exc.to_dict())
     except StopAsyncIteration:
         pass
     finally:
-        await iterator.aclose()  # aborts the engine row when the client went away
+        await iterator.aclose()  # aborts the engine rows when the client went away
     yield "data: [DONE]\n\n"
 
 
@@ -113,15 +114,34 @@ async def _wait_disconnect(request: Request) -> None:
             return
 
 
-async def collect(request: Request, stream: AsyncIterator[GenerationOutput]) -> tuple[str, str, dict[str, int]]:
-    """Run a request to its end; a client that disconnects meanwhile aborts it."""
+@dataclass
+class Choice:
+    """One choice of a finished request: its text, why it ended and, when asked, its tokens' logprobs."""
 
-    async def run() -> tuple[str, str, dict[str, int]]:
-        parts: list[str] = []
-        async for out in stream:
-            parts.append(out.text)
+    text: str
+    finish_reason: str
+    logprobs: list[TokenLogprob] | None
+
+
+async def collect(request: Request, stream: Choices, n: int = 1) -> tuple[list[Choice], dict[str, int]]:
+    """Run a request's `n` choices to their end; a client that disconnects meanwhile aborts them."""
+
+    async def run() -> tuple[list[Choice], dict[str, int]]:
+        parts: list[list[str]] = [[] for _ in range(n)]
+        entries: list[list[TokenLogprob] | None] = [None] * n
+        finals: dict[int, GenerationOutput] = {}
+        async for index, out in stream:
+            parts[index].append(out.text)
+            if out.logprobs is not None:
+                entries[index] = (entries[index] or []) + out.logprobs
             if out.finish_reason is not None:
-                return "".join(parts), _finish_reason(out.finish_reason), _usage(out)
+                _finish_reason(out.finish_reason)
+                finals[index] = out
+                if len(finals) == n:
+                    choices = [
+                        Choice("".join(parts[i]), _finish_reason(finals[i].finish_reason), entries[i]) for i in range(n)
+                    ]
+                    return choices, _usage(finals)
         raise EngineFailure("the engine ended the request without a result")
 
     work = asyncio.ensure_future(run())

@@ -29,6 +29,7 @@ class SamplingParams:
     min_tokens: int = 0  # end-of-sequence and stop_token_ids are masked until this many tokens are out
     stop_token_ids: tuple[int, ...] = ()  # more tokens that end the sequence (not emitted), even with ignore_eos
     skip_special_tokens: bool = True  # leave special tokens out of the text
+    logprobs: int | None = None  # None: none; k: each token's logprob and the k most likely tokens' (k <= 20)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,17 @@ class GenerationRequest:
     arrival: float = field(default_factory=time.perf_counter)  # for the queue-time metric
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log probability and the most likely alternatives at its step, most likely first.
+    The distribution is the model's raw one, log_softmax of its logits in fp32 before logit_bias, penalties,
+    temperature and the top-k/top-p/min-p filters (vLLM v1's default `logprobs_mode`, 'raw_logprobs')."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()  # (token id, logprob), the `logprobs` most likely
+
+
 @dataclass
 class GenerationOutput:
     """An increment of one request's output; the last one has `finish_reason` set."""
@@ -52,6 +64,9 @@ class GenerationOutput:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     queue_s: float | None = None  # on the first output: seconds from arrival to the start of prefill
+    # when the request asked for logprobs: one entry per token whose text is in this output's `text` (a token
+    # whose text is held back, e.g. a possible stop string's start, has its entry delivered with that text)
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass(frozen=True)

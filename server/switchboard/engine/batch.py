@@ -16,6 +16,7 @@ from transformers import DynamicCache
 
 from .base import GenerationRequest
 from .detokenize import IncrementalDetokenizer
+from .logprobs import HeldLogprobs
 from .lora_stacks import BASE_ROW
 from .sampling import RowSampler
 
@@ -33,6 +34,7 @@ class Row:
     finish_reason: str | None = None
     queue_s: float | None = None  # reported once, with the first output
     stop_ids: frozenset[int] = field(default_factory=frozenset)
+    held: HeldLogprobs | None = None  # when the request asked for logprobs
 
     @classmethod
     def start(cls, request: GenerationRequest, sink: Any, tokenizer: Any, stop_ids: frozenset[int], room: int) -> Row:
@@ -47,6 +49,7 @@ class Row:
             sampler=RowSampler(p, request.prompt_ids, stop_ids),
             max_new=max(0, min(p.max_tokens, room)),
             stop_ids=stop_ids,
+            held=HeldLogprobs() if p.logprobs is not None else None,
         )
 
     @property

@@ -27,6 +27,7 @@ from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState
 from .batch import Batch, Row, left_padded
 from .ledger import RequestLedger
+from .logprobs import step_logprobs
 from .lora_stacks import LoraStacks, PreparedAdapter
 from .quant import quantize_int8, refusal
 from .sampling import sample
@@ -336,7 +337,9 @@ class HFEngine:
 
     def _emit(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
         """Sample each row's next token, deliver new text, and drop finished rows."""
+        asked = step_logprobs(logits, [r.request.params.logprobs for r in batch.rows])  # before sample() edits
         tokens = sample(logits, [r.sampler for r in batch.rows])
+        entries = asked.entries(tokens) if asked is not None else {}
         keep: list[int] = []
         for i, (row, token) in enumerate(zip(batch.rows, tokens, strict=True)):
             if self._is_aborted(row.request.request_id):
@@ -351,6 +354,8 @@ class HFEngine:
             row.generated += 1
             row.sampler.record(token)
             row.detok.add(token)
+            if row.held is not None:
+                row.held.add(entries[i], row.detok)
             if row.detok.stopped:
                 self._finish(row, "stop", token)
                 continue
@@ -366,6 +371,7 @@ class HFEngine:
                     completion_tokens=row.generated,
                     prompt_tokens=len(row.request.prompt_ids),
                     queue_s=queue_s,
+                    logprobs=row.held.release(row.detok) if row.held is not None else None,
                 )
             )
             keep.append(i)
@@ -386,5 +392,6 @@ class HFEngine:
                 prompt_tokens=len(row.request.prompt_ids),
                 completion_tokens=row.generated,
                 queue_s=row.queue_s,
+                logprobs=row.held.release(row.detok, final=True) if row.held is not None else None,
             )
         )

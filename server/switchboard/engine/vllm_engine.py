@@ -29,12 +29,23 @@ import torch
 
 from ..errors import AdapterIncompatible, EngineFailure, Overloaded
 from ..hardware import serving_dtype
-from .base import GenerationOutput, GenerationRequest, SchedulerState
+from .base import GenerationOutput, GenerationRequest, SchedulerState, TokenLogprob
 
 logger = logging.getLogger(__name__)
 
 # vLLM accepts only these values for max_lora_rank; the configured maximum is rounded up to one.
 _VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_logprobs(piece: Any, k: int | None) -> list[TokenLogprob] | None:
+    """vLLM's per-token logprob dicts (the sampled token and the top k, each with its rank) as TokenLogprobs."""
+    if k is None:
+        return None
+    entries = []
+    for token_id, step in zip(piece.token_ids, piece.logprobs or [], strict=False):
+        ranked = sorted((lp.rank, t, float(lp.logprob)) for t, lp in step.items() if lp.rank and lp.rank <= k)
+        entries.append(TokenLogprob(token_id, float(step[token_id].logprob), tuple((t, lp) for _, t, lp in ranked)))
+    return entries
 
 
 def vllm_lora_rank(max_rank: int) -> int:
@@ -272,6 +283,7 @@ class VLLMEngine:
             top_k=p.top_k,
             min_p=p.min_p,
             min_tokens=p.min_tokens,
+            logprobs=p.logprobs,  # vLLM v1's default logprobs_mode is raw_logprobs, as the hf engine's
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationOutput]:
@@ -317,6 +329,7 @@ class VLLMEngine:
                     prompt_tokens=len(request.prompt_ids),
                     completion_tokens=completion,
                     queue_s=queue_s,
+                    logprobs=vllm_logprobs(piece, request.params.logprobs),
                 )
                 if out.finished:
                     return
