@@ -3,7 +3,9 @@
 Two measures per (model, scenario): the mean loss (and perplexity) of the reference answers under
 teacher forcing, and the share of rubric checks passed by greedy answers (the scenario's conventions,
 checked automatically by adapters/datasets/rubric.py). Greedy answers come from Switchboard's own
-engine, every variant batched together. Writes a markdown report (docs/scenarios.md).
+engine, every variant batched together, with the sampling settings given (penalties; greedy always). A third
+measure, `degenerate`, is the share of answers that loop or drift into a stray script (see `degenerate`).
+Writes a markdown report (docs/scenarios.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import asyncio
 import importlib.util
 import json
 import math
+import re
 import time
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +29,87 @@ from .engine.lora_stacks import BASE_ROW
 
 SCENARIOS = ("pre-sales", "after-sales", "marketing")
 
+# --- degenerate answers ----------------------------------------------------------------------------------
+# Scripts by Unicode block; only letters (category L*) are classified, digits, punctuation and symbols never.
+_HAN_BLOCKS = (
+    (0x3005, 0x3007),  # 々 〆 〇 (CJK Symbols and Punctuation)
+    (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
+    (0x4E00, 0x9FFF),  # CJK Unified Ideographs
+    (0xF900, 0xFAFF),  # CJK Compatibility Ideographs
+    (0x20000, 0x3134F),  # Extensions B-G and the Compatibility Supplement
+)
+_LATIN_BLOCKS = (
+    (0x0041, 0x007A),  # Basic Latin letters
+    (0x00C0, 0x024F),  # Latin-1 Supplement, Latin Extended-A and -B letters
+    (0x1E00, 0x1EFF),  # Latin Extended Additional
+    (0xFF21, 0xFF5A),  # Fullwidth Latin letters
+)
+_UNITS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+")
+REPEAT_N, REPEAT_TIMES = 4, 3
+STRAY_LATIN_LETTERS = 4
+
+
+def script(ch: str) -> str:
+    """'latin', 'han' or 'other' for a letter (kana, hangul, Cyrillic, cuneiform, …); '' for a non-letter."""
+    if not unicodedata.category(ch).startswith("L"):
+        return ""
+    code = ord(ch)
+    if any(lo <= code <= hi for lo, hi in _LATIN_BLOCKS):
+        return "latin"
+    if any(lo <= code <= hi for lo, hi in _HAN_BLOCKS):
+        return "han"
+    return "other"
+
+
+def repeated_ngram(answer: str, n: int = REPEAT_N, times: int = REPEAT_TIMES) -> str | None:
+    """The first n-gram of units seen `times` times (overlaps count), None when none is. A unit is one
+    CJK character (Han, kana, hangul) or one word of any other script or digits; case-insensitive."""
+    units = _UNITS.findall(answer.lower())
+    counts: Counter[tuple[str, ...]] = Counter()
+    for i in range(len(units) - n + 1):
+        gram = tuple(units[i : i + n])
+        counts[gram] += 1
+        if counts[gram] >= times:
+            return " ".join(gram)
+    return None
+
+
+def stray_script(question_language: str | None, answer: str) -> str | None:
+    """The first stray letter or word of `answer`, None when none is. Answering English ('en'): any letter
+    that is not Latin (Han, kana, hangul, Cyrillic, cuneiform, …). Answering Chinese ('zh'): any letter
+    neither Han nor Latin, or a Latin word of 4+ letters starting lower-case (codes, sizes, units and names
+    such as WARM30, XL, cm, PayPal are legitimate). No language (a bare order number): not Han nor Latin."""
+    allowed = {"en": {"latin"}, "zh": {"latin", "han"}}.get(question_language or "", {"latin", "han"})
+    for ch in answer:
+        kind = script(ch)
+        if kind and kind not in allowed:
+            return ch
+    if question_language == "zh":
+        latin = "".join(c if script(c) == "latin" else " " for c in answer)
+        for word in latin.split():
+            if len(word) >= STRAY_LATIN_LETTERS and word[0].islower():
+                return word
+    return None
+
+
+def degenerate(question_language: str | None, answer: str) -> str | None:
+    """Why `answer` is degenerate ('empty', 'repeats …', 'stray …'), None when it is not."""
+    if not answer.strip():
+        return "empty"
+    if (gram := repeated_ngram(answer)) is not None:
+        return f"repeats {gram!r}"
+    if (stray := stray_script(question_language, answer)) is not None:
+        return f"stray {stray!r}"
+    return None
+
 
 @dataclass
 class Cell:
     loss: float = 0.0
     checks: int = 0
     passed: int = 0
+    answers: int = 0
+    degenerate: int = 0
     samples: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -40,12 +120,27 @@ class Cell:
     def rubric(self) -> float:
         return self.passed / self.checks if self.checks else 0.0
 
+    @property
+    def degenerate_share(self) -> float:
+        return self.degenerate / self.answers if self.answers else 0.0
+
 
 def load_rubric(datasets: Path) -> Any:
     spec = importlib.util.spec_from_file_location("scenario_rubric", datasets / "rubric.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+def question_language(rubric: Any, question: str) -> str | None:
+    """'zh' or 'en' as the rubric decides; None for a question without words (a bare order number)."""
+    words = re.sub(r"LL\s?\d{8}", "", question, flags=re.IGNORECASE)
+    return rubric.language(question) if re.search(r"[^\W\d_]", words) else None
+
+
+def sampling_for(variant: str, sampling: dict[str, Any], defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The sampling fields of one variant's rows: the adapter's configured defaults, then `sampling` on top."""
+    return {**defaults.get(variant, {}), **sampling}
 
 
 def read_heldout(path: Path, limit: int | None) -> list[list[dict[str, str]]]:
@@ -111,8 +206,10 @@ async def greedy_answers(
     adapters: dict[str, Path],
     prompts: list[tuple[str, str, int, list[dict[str, str]]]],
     max_new_tokens: int,
+    sampling: dict[str, dict[str, Any]],
 ) -> dict[tuple[str, str, int], str]:
-    """(variant, scenario, index) -> greedy answer, all variants batched by the hf engine."""
+    """(variant, scenario, index) -> greedy answer, all variants batched by the hf engine; `sampling` gives
+    each variant's extra SamplingParams fields (penalties, …)."""
     from .engine.hf import HFEngine
 
     engine = HFEngine(model_dir, model_id="eval", max_batch_size=32, max_queue=100_000)
@@ -129,7 +226,7 @@ async def greedy_answers(
         request = GenerationRequest(
             f"{variant}-{scenario}-{index}",
             list(ids),
-            SamplingParams(max_tokens=max_new_tokens, temperature=0.0),
+            SamplingParams(max_tokens=max_new_tokens, **{**sampling.get(variant, {}), "temperature": 0.0}),
             None if variant == "base" else variant,
         )
         async with semaphore:
@@ -151,6 +248,8 @@ def evaluate(
     limit: int | None,
     max_new_tokens: int,
     cache_dir: Path,
+    sampling: dict[str, Any] | None = None,
+    adapter_sampling: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[tuple[str, str], Cell], dict[str, Any]]:
     from transformers import AutoTokenizer
 
@@ -169,7 +268,8 @@ def evaluate(
         for s, dialogue_rows in dialogues.items()
         for i, messages in enumerate(dialogue_rows)
     ]
-    answers = asyncio.run(greedy_answers(model_dir, adapters, prompts, max_new_tokens))
+    per_variant = {v: sampling_for(v, sampling or {}, adapter_sampling or {}) for v in ["base", *adapters]}
+    answers = asyncio.run(greedy_answers(model_dir, adapters, prompts, max_new_tokens, per_variant))
     cells: dict[tuple[str, str], Cell] = {}
     for v in ["base", *adapters]:
         for s, rows in dialogues.items():
@@ -179,6 +279,8 @@ def evaluate(
                 checks = rubric.score(s, question, answers[(v, s, i)])
                 cell.checks += len(checks)
                 cell.passed += sum(bool(x) for x in checks.values())
+                cell.answers += 1
+                cell.degenerate += degenerate(question_language(rubric, question), answers[(v, s, i)]) is not None
                 if i < 2:
                     cell.samples.append((question, answers[(v, s, i)]))
             cells[(v, s)] = cell
@@ -186,9 +288,16 @@ def evaluate(
         "model": model,
         "adapters": list(adapters),
         "heldout": {s: len(r) for s, r in dialogues.items()},
+        "sampling": {v: p for v, p in per_variant.items() if p},
         "seconds": round(time.perf_counter() - started),
     }
     return cells, info
+
+
+def describe_sampling(per_variant: dict[str, dict[str, Any]]) -> str:
+    """`{'after-sales': {'repetition_penalty': 1.1}}` -> "after-sales: repetition_penalty=1.1"; 'none'."""
+    parts = [f"{v}: " + ", ".join(f"{k}={x}" for k, x in p.items()) for v, p in per_variant.items() if p]
+    return "; ".join(parts) or "none"
 
 
 def report(cells: dict[tuple[str, str], Cell], info: dict[str, Any]) -> str:
@@ -199,15 +308,21 @@ def report(cells: dict[tuple[str, str], Cell], info: dict[str, Any]) -> str:
         f"Held-out dialogues per scenario: {info['heldout']}; model {info['model']}; greedy answers from the "
         f"`hf` engine; generated by `switchboard eval` in {info['seconds']} s.",
         "",
+        f"Sampling besides greedy: {describe_sampling(info.get('sampling', {}))}.",
+        "",
         "Loss = mean cross-entropy of the reference answers (assistant tokens only); ppl = exp(loss); "
         "rubric = share of the scenario's convention checks passed by the greedy answers "
-        "(adapters/datasets/rubric.py).",
+        "(adapters/datasets/rubric.py); degen = share of answers that are degenerate: empty, a 4-gram of "
+        "words or CJK characters repeated 3 times, or a stray script (`switchboard.evaluate.degenerate`).",
         "",
-        "| model | " + " | ".join(f"{s} loss / ppl / rubric" for s in SCENARIOS) + " |",
+        "| model | " + " | ".join(f"{s} loss / ppl / rubric / degen" for s in SCENARIOS) + " |",
         "|---|" + "---|" * len(SCENARIOS),
     ]
     for v in variants:
-        row = [f"{cells[(v, s)].loss:.3f} / {cells[(v, s)].ppl:.1f} / {cells[(v, s)].rubric:.0%}" for s in SCENARIOS]
+        row = [
+            f"{c.loss:.3f} / {c.ppl:.1f} / {c.rubric:.0%} / {c.degenerate_share:.0%}"
+            for c in (cells[(v, s)] for s in SCENARIOS)
+        ]
         lines.append(f"| {v} | " + " | ".join(row) + " |")
     lines += ["", "## Targets", ""]
     for s in SCENARIOS:
