@@ -36,6 +36,30 @@ def _parse_engine_arg(text: str) -> tuple[str, object]:
     return key.replace("-", "_"), yaml.safe_load(value)
 
 
+def _parse_sampling(text: str) -> tuple[str, object]:
+    """`repetition_penalty=1.1` (or `repetition-penalty=1.1`): one SamplingParams field and its value."""
+    from dataclasses import fields
+
+    from .engine.base import SamplingParams
+
+    key, value = _parse_engine_arg(text)
+    known = {f.name for f in fields(SamplingParams)} - {"max_tokens", "temperature"}
+    if key not in known:
+        raise argparse.ArgumentTypeError(f"unknown sampling field {key!r}; one of {', '.join(sorted(known))}")
+    return key, value
+
+
+def _parse_named_yaml(text: str) -> tuple[str, object]:
+    """`after-sales={repetition_penalty: 1.1}`: a name (kept as written) and a YAML value."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=YAML, got {text!r}")
+    try:
+        return name, yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"expected NAME=YAML, got {text!r}: {exc}") from exc
+
+
 def _parse_route(text: str) -> dict[str, Any]:
     try:
         rule = yaml.safe_load(text)
@@ -54,6 +78,7 @@ _REPEATED: dict[str, tuple[str, Callable[[str], Any], str | None]] = {
     "engine_args": ("--engine-arg", _parse_engine_arg, "KEY=VALUE"),
     "routes": ("--route", _parse_route, "YAML"),
     "ray": ("--ray", _parse_engine_arg, "KEY=VALUE"),
+    "adapter_sampling": ("--adapter-sampling", _parse_named_yaml, "NAME=YAML"),
 }
 
 
@@ -90,7 +115,7 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     for name in Settings.model_fields:
         value = getattr(args, name, None)
         if value is not None:
-            overrides[name] = dict(value) if name in ("adapters", "engine_args", "ray") else value
+            overrides[name] = dict(value) if name in ("adapters", "engine_args", "ray", "adapter_sampling") else value
     return overrides
 
 
@@ -137,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="held-out dialogues per scenario (default: all)")
     ev.add_argument("--max-new-tokens", type=int, default=96)
     ev.add_argument("--out", type=Path, default=Path("docs/scenarios.md"), help="markdown report to write")
+    ev.add_argument(
+        "--sampling",
+        action="append",
+        type=_parse_sampling,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a SamplingParams field for every answer, over the adapters' defaults, e.g. repetition_penalty=1.1 "
+        "(greedy always)",
+    )
+    ev.add_argument(
+        "--config",
+        type=Path,
+        default=Path("adapters/switchboard.yaml"),
+        help="server config whose adapter_sampling defaults the adapters' answers use, as served ('' = none)",
+    )
 
     model = sub.add_parser("model", help="base model utilities")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -216,7 +256,22 @@ def _eval(args: argparse.Namespace) -> int:
 
     names = args.eval_adapters or ["pre-sales", "after-sales", "marketing", "shop"]
     cache = default_cache_dir()
-    cells, info = evaluate(args.model, args.adapters_dir, args.datasets, names, args.limit, args.max_new_tokens, cache)
+    config = args.config if args.config and str(args.config) and args.config.is_file() else None
+    defaults = {
+        name: sampling.model_dump(exclude_none=True)
+        for name, sampling in load_settings(config).adapter_sampling.items()
+    }
+    cells, info = evaluate(
+        args.model,
+        args.adapters_dir,
+        args.datasets,
+        names,
+        args.limit,
+        args.max_new_tokens,
+        cache,
+        sampling=dict(args.sampling),
+        adapter_sampling=defaults,
+    )
     text = report(cells, info)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -48,6 +48,20 @@ class RouteRule(BaseModel):
         return self
 
 
+class AdapterSampling(BaseModel):
+    """One adapter's sampling defaults: used for each field its requests leave unset (docs/configuration.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, description="Default temperature.")
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, description="Default top_p.")
+    top_k: int | None = Field(default=None, ge=-1, description="Default top_k (-1 or 0: off).")
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0, description="Default min_p.")
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, description="Default presence_penalty.")
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, description="Default frequency_penalty.")
+    repetition_penalty: float | None = Field(default=None, gt=0.0, description="Default repetition_penalty (vLLM's).")
+
+
 class RaySettings(BaseModel):
     """`switchboard serve-ray`: how the Serve application is laid out (docs/scaling.md)."""
 
@@ -139,6 +153,11 @@ class Settings(BaseSettings):
     routes: list[RouteRule] = Field(
         default_factory=list,
         description="Route rules, first match wins (CLI: repeated --route '{adapter: NAME, header: X-Scenario}').",
+    )
+    adapter_sampling: dict[str, AdapterSampling] = Field(
+        default_factory=dict,
+        description="Sampling defaults per adapter name (every version), e.g. {after-sales: {repetition_penalty: "
+        "1.1}}; a field the request sets wins (CLI: repeated --adapter-sampling NAME='{repetition_penalty: 1.1}').",
     )
     max_resident_adapters: int = Field(
         default=64, ge=1, description="Most adapter versions loaded at once; least recently used are evicted."

@@ -52,6 +52,8 @@ def prepare(
             code="context_length_exceeded",
         )
     max_tokens = asked if asked is not None else min(default_max, room)
+    if route.ref is not None and (defaults := services.settings.adapter_sampling.get(route.ref.name)) is not None:
+        body = body.with_defaults(defaults.model_dump(exclude_none=True))
     if body.min_tokens > max_tokens:
         raise InvalidRequest(
             f"min_tokens ({body.min_tokens}) must not exceed max_tokens ({max_tokens})", param="min_tokens"

@@ -158,6 +158,11 @@ class SamplingFields(BaseModel):
         """The completion budget the client asked for (None: the server's default)."""
         return self.max_tokens
 
+    def with_defaults(self, defaults: dict[str, Any]) -> SamplingFields:
+        """A copy whose fields the request left unset take `defaults` (an adapter's configured sampling)."""
+        unset = {k: v for k, v in defaults.items() if k not in self.model_fields_set}
+        return self.model_copy(update=unset) if unset else self
+
     def bias(self) -> tuple[tuple[int, float], ...]:
         """logit_bias as (token id, bias) pairs."""
         return tuple((int(k), float(v)) for k, v in (self.logit_bias or {}).items())
