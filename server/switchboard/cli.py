@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -171,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a SamplingParams field for every answer, over the adapters' defaults, e.g. repetition_penalty=1.1 "
         "(greedy always)",
     )
+    ev.add_argument("--answers", type=Path, help="also write every answer, its checks and why degenerate (JSONL)")
+    ev.add_argument(
+        "--skip-loss",
+        action="store_true",
+        help="skip the reference losses (they do not depend on sampling): answers, rubric and degenerate only",
+    )
     ev.add_argument(
         "--config",
         type=Path,
@@ -254,6 +261,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, report
     from .models import default_cache_dir
 
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = args.eval_adapters or ["pre-sales", "after-sales", "marketing", "shop"]
     cache = default_cache_dir()
     config = args.config if args.config and str(args.config) and args.config.is_file() else None
@@ -271,8 +279,11 @@ def _eval(args: argparse.Namespace) -> int:
         cache,
         sampling=dict(args.sampling),
         adapter_sampling=defaults,
+        losses=not args.skip_loss,
     )
     text = report(cells, info)
+    if args.answers:
+        args.answers.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in info["answers"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import math
 import re
 import time
@@ -26,6 +27,8 @@ import torch
 
 from .engine.base import GenerationRequest, SamplingParams
 from .engine.lora_stacks import BASE_ROW
+
+logger = logging.getLogger(__name__)
 
 SCENARIOS = ("pre-sales", "after-sales", "marketing")
 
@@ -250,6 +253,7 @@ def evaluate(
     cache_dir: Path,
     sampling: dict[str, Any] | None = None,
     adapter_sampling: dict[str, dict[str, Any]] | None = None,
+    losses: bool = True,
 ) -> tuple[dict[tuple[str, str], Cell], dict[str, Any]]:
     from transformers import AutoTokenizer
 
@@ -261,7 +265,8 @@ def evaluate(
     rubric = load_rubric(datasets)
     adapters = {n: adapters_dir / n for n in names if (adapters_dir / n / "adapter_config.json").is_file()}
     dialogues = {s: read_heldout(datasets / s / "heldout.jsonl", limit) for s in SCENARIOS}
-    losses = reference_losses(model_dir, adapters, dialogues, tokenizer)
+    loss = reference_losses(model_dir, adapters, dialogues, tokenizer) if losses else {}
+    logger.info("reference losses in %.0f s", time.perf_counter() - started)
     prompts = [
         (v, s, i, messages[:-1])
         for v in ["base", *adapters]
@@ -269,18 +274,24 @@ def evaluate(
         for i, messages in enumerate(dialogue_rows)
     ]
     per_variant = {v: sampling_for(v, sampling or {}, adapter_sampling or {}) for v in ["base", *adapters]}
+    answering = time.perf_counter()
     answers = asyncio.run(greedy_answers(model_dir, adapters, prompts, max_new_tokens, per_variant))
+    logger.info("%d answers in %.0f s", len(answers), time.perf_counter() - answering)
     cells: dict[tuple[str, str], Cell] = {}
+    rows_out: list[dict[str, Any]] = []
     for v in ["base", *adapters]:
         for s, rows in dialogues.items():
-            cell = Cell(loss=losses[(v, s)])
+            cell = Cell(loss=loss.get((v, s), math.nan))
             for i, messages in enumerate(rows):
                 question = messages[-2]["content"]
                 checks = rubric.score(s, question, answers[(v, s, i)])
                 cell.checks += len(checks)
                 cell.passed += sum(bool(x) for x in checks.values())
                 cell.answers += 1
-                cell.degenerate += degenerate(question_language(rubric, question), answers[(v, s, i)]) is not None
+                why = degenerate(question_language(rubric, question), answers[(v, s, i)])
+                cell.degenerate += why is not None
+                rows_out.append({"variant": v, "scenario": s, "question": question, "answer": answers[(v, s, i)]})
+                rows_out[-1] |= {"checks": checks, "degenerate": why}
                 if i < 2:
                     cell.samples.append((question, answers[(v, s, i)]))
             cells[(v, s)] = cell
@@ -290,6 +301,7 @@ def evaluate(
         "heldout": {s: len(r) for s, r in dialogues.items()},
         "sampling": {v: p for v, p in per_variant.items() if p},
         "seconds": round(time.perf_counter() - started),
+        "answers": rows_out,
     }
     return cells, info
 
