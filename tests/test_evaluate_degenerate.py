@@ -65,3 +65,10 @@ def test_an_answer_to_a_bare_order_number_may_use_either_language():
 
 def test_an_empty_answer_is_degenerate():
     assert degenerate("en", "  \n") == "empty"
+
+
+def test_eval_keeps_the_hand_written_notes_of_the_report_it_rewrites():
+    from switchboard.cli import NOTES_MARKER, keep_notes
+
+    assert keep_notes("# new\n", f"# old\n{NOTES_MARKER}\n## Sweep\n") == f"# new\n\n{NOTES_MARKER}\n## Sweep\n"
+    assert keep_notes("# new\n", "# old\n") == "# new\n"

@@ -257,6 +257,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+NOTES_MARKER = "<!-- notes below: kept when `switchboard eval` rewrites this file -->"
+
+
+def keep_notes(report: str, old: str) -> str:
+    """The new report, then the hand-written notes (a sampling sweep, …) from NOTES_MARKER on in the old one."""
+    return report + "\n" + old[old.index(NOTES_MARKER) :] if NOTES_MARKER in old else report
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, report
     from .models import default_cache_dir
@@ -285,7 +293,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.answers:
         args.answers.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in info["answers"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    args.out.write_text(keep_notes(text, args.out.read_text() if args.out.is_file() else ""))
     print(text)
     return 0
 
