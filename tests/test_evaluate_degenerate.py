@@ -72,3 +72,11 @@ def test_eval_keeps_the_hand_written_notes_of_the_report_it_rewrites():
 
     assert keep_notes("# new\n", f"# old\n{NOTES_MARKER}\n## Sweep\n") == f"# new\n\n{NOTES_MARKER}\n## Sweep\n"
     assert keep_notes("# new\n", "# old\n") == "# new\n"
+
+
+def test_eval_answers_with_the_adapters_defaults_and_the_sampling_flag_on_top():
+    from switchboard.evaluate import sampling_for
+
+    defaults = {"shop": {"frequency_penalty": 0.6, "top_k": 5}}
+    assert sampling_for("shop", {"frequency_penalty": 0.3}, defaults) == {"frequency_penalty": 0.3, "top_k": 5}
+    assert sampling_for("base", {}, defaults) == {}
