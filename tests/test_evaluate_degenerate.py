@@ -80,3 +80,8 @@ def test_eval_answers_with_the_adapters_defaults_and_the_sampling_flag_on_top():
     defaults = {"shop": {"frequency_penalty": 0.6, "top_k": 5}}
     assert sampling_for("shop", {"frequency_penalty": 0.3}, defaults) == {"frequency_penalty": 0.3, "top_k": 5}
     assert sampling_for("base", {}, defaults) == {}
+
+
+def test_a_word_stops_where_cjk_characters_start():
+    assert repeated_ngram("𒄭冬日暖居节 𒄭冬日暖居节 𒄭冬日暖居节") == "𒄭 冬 日 暖"
+    assert repeated_ngram("用WARM30减 " * 4) == "用 warm30 减 用"  # 3 units: 4 times make a 4-gram thrice

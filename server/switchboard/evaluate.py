@@ -47,7 +47,8 @@ _LATIN_BLOCKS = (
     (0x1E00, 0x1EFF),  # Latin Extended Additional
     (0xFF21, 0xFF5A),  # Fullwidth Latin letters
 )
-_UNITS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+")
+_CJK_UNIT = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"  # kana, Han, hangul: one unit each
+_UNITS = re.compile(f"[{_CJK_UNIT}]|[^\\W_{_CJK_UNIT}]+")
 REPEAT_N, REPEAT_TIMES = 4, 3
 STRAY_LATIN_LETTERS = 4
 
