@@ -9,6 +9,7 @@ registration, same-name reload and removal at runtime, and the vLLM-compatible l
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import httpx
@@ -187,3 +188,22 @@ def test_logprobs_and_n_choices(server: Server):
     assert [c.index for c in many.choices] == [0, 1, 2] and many.usage.completion_tokens == 18
     again = client.chat.completions.create(extra_body={"ignore_eos": True}, **kwargs)
     assert [c.message.content for c in again.choices] == [c.message.content for c in many.choices]
+
+
+def test_response_format_json_schema_and_object(server: Server):
+    import jsonschema
+
+    from .test_structured import MSG, SCHEMAS, response_format
+
+    client = openai.OpenAI(base_url=server.v1, api_key="none", timeout=300)
+    for name, schema in SCHEMAS.items():
+        out = client.chat.completions.create(
+            model="alpha", messages=MSG, max_tokens=200, seed=1, response_format=response_format(schema)
+        )
+        assert out.choices[0].finish_reason == "stop", (name, out.choices[0].message.content)
+        jsonschema.validate(json.loads(out.choices[0].message.content), schema)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="alpha", messages=MSG, max_tokens=4, response_format=response_format({"type": "objectx"})
+        )
+    assert info.value.param == "response_format"

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..engine.base import GenerationRequest, SamplingParams
+from ..engine.constraints import grammar
 from ..errors import InvalidRequest
 from ..registry import AdapterRef, not_found
 from ..routing import Route, RouteContext
@@ -63,6 +64,9 @@ def prepare(
     for param, ids in (("logit_bias", [t for t, _ in bias]), ("stop_token_ids", body.stop_token_ids or [])):
         if any(t >= vocab for t in ids):
             raise InvalidRequest(f"{param}: token ids must lie in [0, {vocab})", param=param)
+    schema = body.json_schema()
+    if schema is not None:
+        grammar(schema)  # an unusable schema is the client's 400, here rather than in the engine
     params = SamplingParams(
         max_tokens=max_tokens,
         temperature=body.temperature,
@@ -80,6 +84,7 @@ def prepare(
         stop_token_ids=tuple(body.stop_token_ids or ()),
         skip_special_tokens=body.skip_special_tokens,
         logprobs=body.logprob_count(),
+        json_schema=schema,
     )
     n = body.n or 1
     most = services.settings.max_batch_size

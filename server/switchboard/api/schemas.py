@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from ..engine.constraints import schema_text
+
 ROLES = ("system", "developer", "user", "assistant")
 
 
@@ -75,10 +77,6 @@ REFUSED: dict[str, tuple[Any, str]] = {
     "best_of": (_none_or(1), "best_of > 1 is not supported; send n > 1 and pick among the choices yourself"),
     "echo": (_none_or(False), "echo is not supported"),
     "suffix": (_none_or(""), "suffix is not supported"),
-    "response_format": (
-        lambda v: v is None or (isinstance(v, dict) and v.get("type") == "text"),
-        "structured outputs are not supported; only response_format {'type': 'text'}",
-    ),
     "tools": (_none_or([]), "tools are not supported"),
     "tool_choice": (_none_or("none", "auto"), "tools are not supported; tool_choice may only be 'none' or 'auto'"),
     "functions": (_none_or([]), "functions are not supported"),
@@ -171,6 +169,10 @@ class SamplingFields(BaseModel):
         """None: no logprobs; k: each token's logprob and the k most likely alternatives."""
         return None
 
+    def json_schema(self) -> str | None:
+        """The JSON schema (serialized) response_format asks the output to match; None: free text."""
+        return None
+
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
@@ -200,7 +202,6 @@ class ChatCompletionRequest(SamplingFields):
     prediction: Any = None
 
     _refused_chat = field_validator(
-        "response_format",
         "tools",
         "tool_choice",
         "functions",
@@ -212,6 +213,24 @@ class ChatCompletionRequest(SamplingFields):
         "web_search_options",
         "moderation",
     )(_refuse_unless_accepted)
+
+    @field_validator("response_format")
+    @classmethod
+    def _response_format(cls, value: Any) -> Any:
+        """text, json_object, or json_schema with a `schema` object (compiled later: engine/constraints.py)."""
+        kind = value.get("type") if isinstance(value, dict) else None
+        if value is not None and kind not in ("text", "json_object", "json_schema"):
+            raise ValueError("response_format is {'type': 'text' | 'json_object' | 'json_schema', ...}")
+        if kind == "json_schema":
+            spec = value.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise ValueError("response_format json_schema needs {'name': str, 'schema': {...}, 'strict': bool}")
+            if not isinstance(spec.get("schema"), dict):
+                raise ValueError("response_format json_schema.schema must be a JSON schema object")
+        return value
+
+    def json_schema(self) -> str | None:
+        return schema_text(self.response_format)
 
     @model_validator(mode="after")
     def _messages(self) -> ChatCompletionRequest:

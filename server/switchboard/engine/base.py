@@ -30,6 +30,7 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()  # more tokens that end the sequence (not emitted), even with ignore_eos
     skip_special_tokens: bool = True  # leave special tokens out of the text
     logprobs: int | None = None  # None: none; k: each token's logprob and the k most likely tokens' (k <= 20)
+    json_schema: str | None = None  # response_format: the output must be JSON matching this schema (serialized)
 
 
 @dataclass(frozen=True)

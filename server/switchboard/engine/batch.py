@@ -15,6 +15,7 @@ import torch
 from transformers import DynamicCache
 
 from .base import GenerationRequest
+from .constraints import Constraint, Grammars
 from .detokenize import IncrementalDetokenizer
 from .logprobs import HeldLogprobs
 from .lora_stacks import BASE_ROW
@@ -35,11 +36,20 @@ class Row:
     queue_s: float | None = None  # reported once, with the first output
     stop_ids: frozenset[int] = field(default_factory=frozenset)
     held: HeldLogprobs | None = None  # when the request asked for logprobs
+    constraint: Constraint | None = None  # when the request has a response_format (engine/constraints.py)
 
     @classmethod
-    def start(cls, request: GenerationRequest, sink: Any, tokenizer: Any, stop_ids: frozenset[int], room: int) -> Row:
+    def start(
+        cls,
+        request: GenerationRequest,
+        sink: Any,
+        tokenizer: Any,
+        stop_ids: frozenset[int],
+        room: int,
+        grammars: Grammars,
+    ) -> Row:
         """A new row for `request`: `stop_ids` are the model's end-of-sequence ids, `room` the tokens left in the
-        context window after the prompt."""
+        context window after the prompt; a response_format's matcher comes from `grammars`."""
         p = request.params
         stop_ids = (frozenset() if p.ignore_eos else stop_ids) | frozenset(p.stop_token_ids)
         return cls(
@@ -50,6 +60,7 @@ class Row:
             max_new=max(0, min(p.max_tokens, room)),
             stop_ids=stop_ids,
             held=HeldLogprobs() if p.logprobs is not None else None,
+            constraint=grammars.constraint(p.json_schema) if p.json_schema is not None else None,
         )
 
     @property

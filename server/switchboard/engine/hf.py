@@ -26,6 +26,7 @@ from ..errors import AdapterIncompatible, EngineFailure
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState
 from .batch import Batch, Row, left_padded
+from .constraints import Grammars, constrain
 from .ledger import RequestLedger
 from .logprobs import step_logprobs
 from .lora_stacks import LoraStacks, PreparedAdapter
@@ -103,10 +104,9 @@ class HFEngine:
             self._max_model_len_cap, getattr(model.config, "max_position_embeddings", self._max_model_len_cap)
         )
         eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            eos_ids.add(self.tokenizer.eos_token_id)
-        self.stop_ids = frozenset(eos_ids)
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        self.stop_ids = frozenset(i for i in eos_ids if i is not None)
+        self.grammars = Grammars(self.tokenizer, model.config.get_text_config().vocab_size)
         logger.info(
             "loaded base model %s (%s%s, %s) in %.1fs; %s",
             self.model_id,
@@ -187,10 +187,9 @@ class HFEngine:
         )
 
     def _unload_adapter(self, key: str) -> None:
-        if key not in self.stacks.adapters:
-            return
-        self.stacks.discard(key)
-        logger.info("unloaded adapter %s", key)
+        if key in self.stacks.adapters:
+            self.stacks.discard(key)
+            logger.info("unloaded adapter %s", key)
 
     async def _call_in_engine(self, fn: Callable[[], Any]) -> Any:
         if self._thread is None or not self._thread.is_alive():
@@ -218,6 +217,8 @@ class HFEngine:
         if request.adapter is not None and request.adapter not in self.stacks.adapters:
             # residency loads every adapter before its requests reach the engine: this is our fault
             raise EngineFailure(f"adapter '{request.adapter}' is not loaded in the engine")
+        if request.params.json_schema is not None:
+            await self.grammars.ready()  # built once, in a worker thread (~10 s for Gemma's vocabulary)
         self._ledger.admit(request.adapter, self.max_queue)
         loop = asyncio.get_running_loop()
         collector: asyncio.Queue[GenerationOutput] = asyncio.Queue()
@@ -314,7 +315,7 @@ class HFEngine:
                 self._ledger.release()
                 continue
             room = self.max_model_len - len(request.prompt_ids)
-            rows.append(Row.start(request, sink, self.tokenizer, self.stop_ids, room))
+            rows.append(Row.start(request, sink, self.tokenizer, self.stop_ids, room, self.grammars))
         if not rows:
             return None
         now = time.perf_counter()
@@ -338,6 +339,7 @@ class HFEngine:
     def _emit(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
         """Sample each row's next token, deliver new text, and drop finished rows."""
         asked = step_logprobs(logits, [r.request.params.logprobs for r in batch.rows])  # before sample() edits
+        constrain(logits, [r.constraint for r in batch.rows])  # response_format rows: their grammar's mask
         tokens = sample(logits, [r.sampler for r in batch.rows])
         entries = asked.entries(tokens) if asked is not None else {}
         keep: list[int] = []
@@ -356,7 +358,7 @@ class HFEngine:
             row.detok.add(token)
             if row.held is not None:
                 row.held.add(entries[i], row.detok)
-            if row.detok.stopped:
+            if row.detok.stopped or (row.constraint is not None and row.constraint.ends(token)):
                 self._finish(row, "stop", token)
                 continue
             if row.generated >= row.max_new:

@@ -30,6 +30,7 @@ import torch
 from ..errors import AdapterIncompatible, EngineFailure, Overloaded
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState, TokenLogprob
+from .constraints import JSON_OBJECT
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,15 @@ def vllm_logprobs(piece: Any, k: int | None) -> list[TokenLogprob] | None:
         ranked = sorted((lp.rank, t, float(lp.logprob)) for t, lp in step.items() if lp.rank and lp.rank <= k)
         entries.append(TokenLogprob(token_id, float(step[token_id].logprob), tuple((t, lp) for _, t, lp in ranked)))
     return entries
+
+
+def structured_outputs(params_class: Any, schema: str | None) -> Any:
+    """vLLM's StructuredOutputsParams for a response_format schema, compact as the hf engine's; None: free text."""
+    if schema is None:
+        return None
+    if schema == JSON_OBJECT:
+        return params_class(json_object=True, disable_any_whitespace=True)
+    return params_class(json=schema, disable_any_whitespace=True)
 
 
 def vllm_lora_rank(max_rank: int) -> int:
@@ -263,7 +273,7 @@ class VLLMEngine:
 
     def _sampling(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         p = request.params
         return SamplingParams(
@@ -284,6 +294,7 @@ class VLLMEngine:
             min_p=p.min_p,
             min_tokens=p.min_tokens,
             logprobs=p.logprobs,  # vLLM v1's default logprobs_mode is raw_logprobs, as the hf engine's
+            structured_outputs=structured_outputs(StructuredOutputsParams, p.json_schema),
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationOutput]:
