@@ -15,11 +15,14 @@ import torch
 from transformers import DynamicCache
 
 from .base import GenerationRequest
-from .constraints import Constraint, Grammars
+from .constraints import Constraint
 from .detokenize import IncrementalDetokenizer
 from .logprobs import HeldLogprobs
 from .lora_stacks import BASE_ROW
 from .sampling import RowSampler
+
+# what generate() hands the engine thread: the request, its sink, its response_format's matcher (None: free text)
+Submission = tuple[GenerationRequest, Any, Constraint | None]
 
 
 @dataclass
@@ -46,10 +49,10 @@ class Row:
         tokenizer: Any,
         stop_ids: frozenset[int],
         room: int,
-        grammars: Grammars,
+        constraint: Constraint | None = None,
     ) -> Row:
         """A new row for `request`: `stop_ids` are the model's end-of-sequence ids, `room` the tokens left in the
-        context window after the prompt; a response_format's matcher comes from `grammars`."""
+        context window after the prompt, `constraint` the response_format's matcher (engine/constraints.py)."""
         p = request.params
         stop_ids = (frozenset() if p.ignore_eos else stop_ids) | frozenset(p.stop_token_ids)
         return cls(
@@ -60,7 +63,7 @@ class Row:
             max_new=max(0, min(p.max_tokens, room)),
             stop_ids=stop_ids,
             held=HeldLogprobs() if p.logprobs is not None else None,
-            constraint=grammars.constraint(p.json_schema) if p.json_schema is not None else None,
+            constraint=constraint,
         )
 
     @property

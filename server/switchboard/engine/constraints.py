@@ -2,9 +2,9 @@
 
 llguidance (docs/benchmarks.md, "Grammar library for structured outputs") compiles a schema in about a
 millisecond, so each request compiles its own, twice: once in the API layer to refuse an invalid schema with
-a 400 (`grammar`), once when its row joins the batch (`Grammars.constraint`). Its tokenizer, the vocabulary
-as byte strings, takes ~10 s to build for Gemma's 262k tokens: one per engine, built in a worker thread on
-the first constrained request (`Grammars.ready`), never on the event loop or the engine thread.
+a 400 (`grammar`), once in a worker thread when the engine accepts it (`Grammars.compile`). Its tokenizer,
+the vocabulary as byte strings, takes ~10 s to build for Gemma's 262k tokens: one per engine, built in a
+worker thread on the first constrained request, never on the event loop or the engine thread.
 
 Per decode step only the constrained rows pay: each fills its row of an int32 bitmask (token t allowed iff
 bit t % 32 of word t // 32 is set) and its logits outside the mask become -inf before sampling; the sampled
@@ -111,12 +111,13 @@ class Grammars:
                 ).start()
             return self._future
 
-    async def ready(self) -> None:
-        """Wait, without blocking the event loop, until the tokenizer is built."""
-        await asyncio.wrap_future(self.start())
+    async def compile(self, schema: str | None) -> Constraint | None:
+        """A matcher for `schema` (None: free text), made in a worker thread at submission, so the engine thread
+        never waits: the first one waits for the tokenizer."""
+        return None if schema is None else await asyncio.to_thread(self.constraint, schema)
 
     def constraint(self, schema: str) -> Constraint:
-        """A fresh matcher for `schema` (the tokenizer must be built: `ready()` ran before submission)."""
+        """A fresh matcher for `schema` (blocking: waits for the tokenizer)."""
         llg = _llguidance()
         matcher = llg.LLMatcher(self.start().result(), grammar(schema))
         if matcher.is_error():

@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from ..errors import AdapterIncompatible, EngineFailure
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState
-from .batch import Batch, Row, left_padded
+from .batch import Batch, Row, Submission, left_padded
 from .constraints import Grammars, constrain
 from .ledger import RequestLedger
 from .logprobs import step_logprobs
@@ -77,7 +77,7 @@ class HFEngine:
         self.max_model_len = max_model_len
         self.tokenizer: Any = None
         self.model: Any = None
-        self._inbox: queue.Queue[tuple[GenerationRequest, Callable[[GenerationOutput], None]]] = queue.Queue()
+        self._inbox: queue.Queue[Submission] = queue.Queue()
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
         self._aborted: set[str] = set()
         self._aborted_lock = threading.Lock()
@@ -217,8 +217,7 @@ class HFEngine:
         if request.adapter is not None and request.adapter not in self.stacks.adapters:
             # residency loads every adapter before its requests reach the engine: this is our fault
             raise EngineFailure(f"adapter '{request.adapter}' is not loaded in the engine")
-        if request.params.json_schema is not None:
-            await self.grammars.ready()  # built once, in a worker thread (~10 s for Gemma's vocabulary)
+        constraint = await self.grammars.compile(request.params.json_schema)  # in a thread; None: free text
         self._ledger.admit(request.adapter, self.max_queue)
         loop = asyncio.get_running_loop()
         collector: asyncio.Queue[GenerationOutput] = asyncio.Queue()
@@ -227,7 +226,7 @@ class HFEngine:
             loop.call_soon_threadsafe(collector.put_nowait, out)
 
         finished = False
-        self._inbox.put((request, sink))
+        self._inbox.put((request, sink, constraint))
         try:
             while True:
                 out = await collector.get()
@@ -257,14 +256,14 @@ class HFEngine:
                                 batch.merge(joined)
                     if batch is not None:
                         batch = self._step(batch)
-                    self._ledger.publish(batch, [request.adapter for request, _ in new])
+                    self._ledger.publish(batch, [request.adapter for request, _, _ in new])
         except BaseException as exc:  # noqa: BLE001 - fail every request, never hang them
             logger.exception("engine loop failed")
             self._failure = exc
             for row in batch.rows if batch is not None else []:
                 self._finish(row, "abort")
             while not self._inbox.empty():  # and the requests still waiting (generate() now refuses new ones)
-                _, sink = self._inbox.get_nowait()
+                _, sink, _ = self._inbox.get_nowait()
                 self._ledger.release()
                 sink(GenerationOutput(text="", finish_reason="abort"))
             self._ledger.publish(None, [])
@@ -281,7 +280,7 @@ class HFEngine:
             except BaseException as exc:  # noqa: BLE001 - delivered to the caller
                 fut.set_exception(exc)
 
-    def _take_new(self, block: bool) -> list[tuple[GenerationRequest, Callable]]:
+    def _take_new(self, block: bool) -> list[Submission]:
         items = []
         if block:
             try:
@@ -304,9 +303,9 @@ class HFEngine:
                 return True
         return False
 
-    def _prefill(self, items: list[tuple[GenerationRequest, Callable]]) -> Batch | None:
+    def _prefill(self, items: list[Submission]) -> Batch | None:
         rows: list[Row] = []
-        for request, sink in items:
+        for request, sink, constraint in items:
             if self._is_aborted(request.request_id):
                 self._ledger.release()
                 continue
@@ -315,7 +314,7 @@ class HFEngine:
                 self._ledger.release()
                 continue
             room = self.max_model_len - len(request.prompt_ids)
-            rows.append(Row.start(request, sink, self.tokenizer, self.stop_ids, room, self.grammars))
+            rows.append(Row.start(request, sink, self.tokenizer, self.stop_ids, room, constraint))
         if not rows:
             return None
         now = time.perf_counter()
