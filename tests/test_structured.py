@@ -13,7 +13,7 @@ import jsonschema
 import openai
 import pytest
 import torch
-from switchboard.engine.constraints import JSON_OBJECT, Grammars, constrain, grammar
+from switchboard.engine.constraints import JSON_OBJECT, Grammars, constrain, grammar, mask_row
 from switchboard.errors import InvalidRequest
 from transformers import AutoTokenizer
 
@@ -69,6 +69,21 @@ def test_mask_leaves_other_rows_and_allows_only_the_grammars_tokens(tiny_model_d
     for token in tokenizer.encode('yes"', add_special_tokens=False)[:-1]:
         assert not row.ends(token)
     assert row.ends(tokenizer.encode('yes"', add_special_tokens=False)[-1])  # the document is complete
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fill", [0, -1], ids=["few allowed", "few banned"])
+def test_mask_row_bans_exactly_the_cleared_bits(fill: int, dtype: torch.dtype):
+    vocab = 1000  # not a multiple of 32: the last word's high bits lie past the vocabulary
+    words = torch.full((vocab // 32 + 1,), fill, dtype=torch.int32)
+    words[[0, 5, 31]] = torch.tensor([0x12345678, -0x0F0F0F10, 0x7FFFFFFF], dtype=torch.int32)
+    banned = ((words[:, None] >> torch.arange(32, dtype=torch.int32)) & 1).reshape(-1)[:vocab] == 0
+    logits = torch.randn(3, vocab).to(dtype)
+    before = logits.clone()
+    mask_row(logits[1], words.numpy())
+    assert torch.equal(torch.isneginf(logits[1]), banned)
+    assert torch.equal(logits[1][~banned], before[1][~banned])
+    assert torch.equal(logits[[0, 2]], before[[0, 2]])
 
 
 def test_unusable_schema_is_invalid_request():
