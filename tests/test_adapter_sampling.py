@@ -25,7 +25,7 @@ def params_for(settings: Settings, adapter: str | None, **fields: Any) -> Sampli
     services: Any = SimpleNamespace(settings=settings, engine=SimpleNamespace(max_model_len=64, tokenizer=[0] * 100))
     body = ChatCompletionRequest(model="m", messages=MESSAGES, **fields)
     route = Route(AdapterRef(adapter, "1") if adapter else None)
-    return prepare(services, body, [1, 2, 3], 16, route, "chatcmpl", 0.0).gen.params
+    return prepare(services, body, [1, 2, 3], 16, route, "chatcmpl", 0.0).gens[0].params
 
 
 def test_an_adapters_defaults_fill_the_fields_a_request_leaves_unset():
