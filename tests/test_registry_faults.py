@@ -132,10 +132,12 @@ def outage_drill(url: str, serve: ServerFactory, root: Path, cut: Callable[[], N
         time.sleep(2)
         back()
         since = time.monotonic()
-        wait_for(lambda: register(a, "support").status_code == 201, 15, "registrations to work again")
-        wait_for(lambda: "support" in httpx.get(b.v1 + "/models").text, 15, "b to see support")
+        # a replica retries a lost connection after connect_timeout (5 s) + backoff (up to 10 s): the bound
+        # is ~15 s after the outage ends, plus a reconcile; 30 s leaves room for a loaded 2-core machine
+        wait_for(lambda: register(a, "support").status_code == 201, 30, "registrations to work again")
+        wait_for(lambda: "support" in httpx.get(b.v1 + "/models").text, 30, "b to see support")
         print(f"recovered {time.monotonic() - since:.2f}s after PostgreSQL was reachable again")
-        wait_for(lambda: httpx.get(b.url + "/ready").json()["status"] == "ready", 15, "b ready again")
+        wait_for(lambda: httpx.get(b.url + "/ready").json()["status"] == "ready", 30, "b ready again")
         metrics = httpx.get(b.url + "/metrics").text
     finally:
         stop.set()
