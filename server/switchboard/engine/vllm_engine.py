@@ -163,6 +163,7 @@ class VLLMEngine:
         self.stop_ids = frozenset(ids)
 
     def _engine_args(self) -> Any:
+        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
 
         args: dict[str, Any] = {
@@ -177,6 +178,8 @@ class VLLMEngine:
             "max_lora_rank": self.max_lora_rank,
             "max_cpu_loras": self.max_cpu_loras,
             "disable_log_stats": True,
+            # compact JSON by llguidance as on the hf engine (vLLM 0.32 reads this per engine, not per request)
+            "structured_outputs_config": StructuredOutputsConfig(backend="guidance", disable_any_whitespace=True),
         }
         args.update(self.engine_args)
         return AsyncEngineArgs(**args)
