@@ -44,8 +44,6 @@ CASES = [
 # OpenAI fields refused with a value that asks for something the server does not do (docs/api.md)
 REFUSED_CHAT = [
     ("response_format", {"type": "grammar", "grammar": 'root ::= "x"'}),
-    ("tools", [{"type": "function", "function": {"name": "f"}}]),
-    ("tool_choice", "required"),
     ("functions", [{"name": "f"}]),
     ("function_call", {"name": "f"}),
     ("audio", {"voice": "alloy", "format": "wav"}),
@@ -55,6 +53,20 @@ REFUSED_CHAT = [
     ("web_search_options", {}),
     ("moderation", {"model": "omni-moderation-latest"}),
 ]
+F = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+# tools sent wrong: a 400 naming the field (param is the path to the value at fault)
+BAD_TOOLS = [
+    ("tools.0.function.name", {"tools": [{"type": "function", "function": {"name": "bad name!"}}]}),
+    ("tools.0.type", {"tools": [{"type": "custom", "function": {"name": "f"}}]}),
+    ("tools", {"tools": [F, F]}),
+    ("tool_choice", {"tool_choice": "required"}),
+    ("tool_choice", {"tools": [F], "tool_choice": "sometimes"}),
+    ("tool_choice", {"tools": [F], "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+    ("tool_choice", {"tools": [F], "tool_choice": "required", "response_format": {"type": "json_object"}}),
+    ("tools", {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}],
+               "tool_choice": "required"}),
+    ("messages.0", {"messages": [{"role": "tool", "content": "42"}]}),
+]  # fmt: skip
 REFUSED_COMPLETION = [("best_of", 3), ("echo", True), ("suffix", "end")]
 
 
@@ -125,6 +137,12 @@ def test_bad_completion_request(tiny_server: Server, body):
 def test_refused_chat_field_is_400_naming_it(tiny_server: Server, field: str, value):
     error = _assert_openai_error(_post(tiny_server, {**OK, field: value}), 400)
     assert error["param"] == field and error["message"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(("param", "fields"), BAD_TOOLS, ids=[f"{i}-{p}" for i, (p, _) in enumerate(BAD_TOOLS)])
+def test_bad_tools_are_400_naming_the_field(tiny_server: Server, param: str, fields: dict):
+    error = _assert_openai_error(_post(tiny_server, {**OK, **fields}), 400)
+    assert error["param"] == param, error
 
 
 @pytest.mark.parametrize(("field", "value"), REFUSED_COMPLETION, ids=[f for f, _ in REFUSED_COMPLETION])

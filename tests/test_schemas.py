@@ -7,6 +7,7 @@ from openai.types import completion_create_params as completion_params
 from openai.types.chat import completion_create_params as chat_params
 from pydantic import ValidationError
 from switchboard.api.schemas import IGNORED, ChatCompletionRequest, CompletionRequest
+from switchboard.api.tools import prompt_messages
 
 from .test_bad_input import REFUSED_CHAT, REFUSED_COMPLETION
 
@@ -33,7 +34,8 @@ def test_content_parts_and_developer_role():
             ],
         }
     )
-    assert req.chat() == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    expected = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    assert prompt_messages(req, None) == expected
 
 
 def test_max_completion_tokens_preferred():

@@ -207,3 +207,24 @@ def test_response_format_json_schema_and_object(server: Server):
             model="alpha", messages=MSG, max_tokens=4, response_format=response_format({"type": "objectx"})
         )
     assert info.value.param == "response_format"
+
+
+def test_forced_tool_calls_follow_the_schema(server: Server):
+    import jsonschema
+
+    from .test_tools import ORDER, function
+
+    client = openai.OpenAI(base_url=server.v1, api_key="none", timeout=300)
+    tools = [function("order_status", ORDER)]  # one short tool: the tiny model's context is 256 tokens
+    ask = [{"role": "user", "content": "Where is A7?"}]
+    named = {"type": "function", "function": {"name": "order_status"}}
+    for choice, reason in ((named, "stop"), ("required", "tool_calls")):
+        args = dict(model="alpha", messages=ask, tools=tools, tool_choice=choice, parallel_tool_calls=False)
+        out = client.chat.completions.create(**args, max_tokens=100, temperature=0)
+        assert out.choices[0].finish_reason == reason, out.choices[0].message.content
+        (call,) = out.choices[0].message.tool_calls
+        assert call.function.name == "order_status"
+        jsonschema.validate(json.loads(call.function.arguments), ORDER)
+        with client.chat.completions.stream(**args, max_tokens=100, temperature=0) as stream:
+            (streamed,) = stream.get_final_completion().choices[0].message.tool_calls
+        assert (streamed.function.name, streamed.function.arguments) == (call.function.name, call.function.arguments)

@@ -19,6 +19,8 @@ from .auth import InferenceKey
 from .deps import ServicesDep
 from .responses import Prepared, new_request_id, respond
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
+from .tools import ToolPlan, prompt_messages
+from .tools import plan as tool_plan
 
 router = APIRouter()
 
@@ -33,6 +35,7 @@ def prepare(
     route: Route,
     id_prefix: str,
     started: float,
+    tools: ToolPlan | None = None,
 ) -> Prepared:
     """Check the prompt and completion budget against the context window; build the engine request."""
     limit = services.engine.max_model_len
@@ -64,7 +67,7 @@ def prepare(
     for param, ids in (("logit_bias", [t for t, _ in bias]), ("stop_token_ids", body.stop_token_ids or [])):
         if any(t >= vocab for t in ids):
             raise InvalidRequest(f"{param}: token ids must lie in [0, {vocab})", param=param)
-    schema = body.json_schema()
+    schema = tools.schema() if tools is not None and tools.choice != "auto" else body.json_schema()
     if schema is not None:
         grammar(schema)  # an unusable schema is the client's 400, here rather than in the engine
     params = SamplingParams(
@@ -102,7 +105,7 @@ def prepare(
         )
         for i in range(n)
     )
-    return Prepared(route, gens, request_id, body.model, started)
+    return Prepared(route, gens, request_id, body.model, started, tools)
 
 
 def route(request: Request, services: Services, body: SamplingFields, api_key: str | None) -> Route:
@@ -130,8 +133,10 @@ async def chat_completions(
 ) -> Response:
     started = time.perf_counter()
     chosen = route(request, services, body, api_key)
-    prompt_ids = _chat_prompt(services.engine.tokenizer, body.chat())
-    prepared = prepare(services, body, prompt_ids, services.settings.default_max_tokens, chosen, "chatcmpl", started)
+    tools = tool_plan(body)
+    prompt_ids = _chat_prompt(services.engine.tokenizer, prompt_messages(body, tools))
+    default_max = services.settings.default_max_tokens
+    prepared = prepare(services, body, prompt_ids, default_max, chosen, "chatcmpl", started, tools)
     return await respond(request, services, prepared, body, "chat")
 
 

@@ -20,6 +20,7 @@ from .logprobs import TokenTexts
 from .observe import observed
 from .schemas import SamplingFields
 from .streaming import Choice, collect, sse_chunks
+from .tools import ToolPlan
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Prepared:
     request_id: str  # the response's id (choice i's engine request is `request_id` or `request_id-i` for n > 1)
     model: str  # the `model` the client asked for, echoed in the response
     started: float  # perf_counter at arrival
+    tools: ToolPlan | None = None  # the tools the model may call (chat)
 
     @property
     def ref(self) -> AdapterRef | None:
@@ -54,7 +56,9 @@ async def respond(
     stream = observed(services, prepared.route, prepared.gens, prepared.started)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = sse_chunks(stream, prepared.request_id, prepared.model, created, kind, include_usage, n, texts)
+        chunks = sse_chunks(
+            stream, prepared.request_id, prepared.model, created, kind, include_usage, n, texts, prepared.tools
+        )
         first = await anext(chunks)  # surfaces queue-full and engine errors as a status code
         return StreamingResponse(
             _prepend(first, chunks),
@@ -67,20 +71,24 @@ async def respond(
         "object": "chat.completion" if kind == "chat" else "text_completion",
         "created": created,
         "model": prepared.model,
-        "choices": [_choice(i, choice, kind, texts) for i, choice in enumerate(choices)],
+        "choices": [_choice(i, choice, kind, texts, prepared.tools) for i, choice in enumerate(choices)],
         "usage": usage,
         "system_fingerprint": None,
     }
     return JSONResponse(payload, headers=headers)
 
 
-def _choice(index: int, choice: Choice, kind: str, texts: TokenTexts | None) -> dict[str, Any]:
+def _choice(index: int, choice: Choice, kind: str, texts: TokenTexts | None, tools: ToolPlan | None) -> dict[str, Any]:
     logprobs = None
     if texts is not None and choice.logprobs is not None:
         logprobs = texts.chat(choice.logprobs) if kind == "chat" else texts.completion(choice.logprobs)[0]
     if kind == "chat":
-        message = {"role": "assistant", "content": choice.text}
-        return {"index": index, "message": message, "finish_reason": choice.finish_reason, "logprobs": logprobs}
+        content, calls, reason = tools.parse(choice.text, choice.finish_reason) if tools else (choice.text, [], "")
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"} for call in calls]
+        finish = reason or choice.finish_reason
+        return {"index": index, "message": message, "finish_reason": finish, "logprobs": logprobs}
     return {"index": index, "text": choice.text, "finish_reason": choice.finish_reason, "logprobs": logprobs}
 
 

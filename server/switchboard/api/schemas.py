@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ..engine.constraints import schema_text
 
-ROLES = ("system", "developer", "user", "assistant")
+ROLES = ("system", "developer", "user", "assistant", "tool")
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for function names
 
 
 class TextPart(BaseModel):
@@ -17,22 +18,62 @@ class TextPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+class ToolCall(BaseModel):
+    """A call an earlier assistant turn made (`messages[i].tool_calls[j]`)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema; none: no arguments
+    strict: bool | None = None  # forced calls always follow the schema; auto calls are parsed, not enforced
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: str
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant
+    tool_call_id: str | None = None  # tool
 
     @field_validator("role")
     @classmethod
     def _known_role(cls, role: str) -> str:
         if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)} (tools are not supported)")
+            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
         return role
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> ChatMessage:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"tool_calls belong to assistant messages, not {self.role}")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        return self
 
     def text(self) -> str:
         if self.content is None:
+            if self.tool_calls:
+                return ""
             raise ValueError(f"a {self.role} message needs content")
         if isinstance(self.content, str):
             return self.content
@@ -58,7 +99,6 @@ IGNORED = {
     "metadata",
     "store",
     "service_tier",
-    "parallel_tool_calls",
     "prompt_cache_key",
     "prompt_cache_retention",
     "prompt_cache_options",
@@ -77,10 +117,8 @@ REFUSED: dict[str, tuple[Any, str]] = {
     "best_of": (_none_or(1), "best_of > 1 is not supported; send n > 1 and pick among the choices yourself"),
     "echo": (_none_or(False), "echo is not supported"),
     "suffix": (_none_or(""), "suffix is not supported"),
-    "tools": (_none_or([]), "tools are not supported"),
-    "tool_choice": (_none_or("none", "auto"), "tools are not supported; tool_choice may only be 'none' or 'auto'"),
-    "functions": (_none_or([]), "functions are not supported"),
-    "function_call": (_none_or("none", "auto"), "functions are not supported; function_call may be 'none' or 'auto'"),
+    "functions": (_none_or([]), "functions is OpenAI's deprecated form of tools; send tools"),
+    "function_call": (_none_or("none", "auto"), "function_call is OpenAI's deprecated form of tool_choice; send tools"),
     "audio": (_none_or(), "audio output is not supported"),
     "modalities": (_none_or(["text"]), "only the text modality is supported"),
     "reasoning_effort": (_none_or(), "this model does not reason; send no reasoning_effort"),
@@ -180,8 +218,9 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool | None = Field(default=None, strict=True)
     top_logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
     response_format: Any = None
-    tools: Any = None
-    tool_choice: Any = None
+    tools: list[Tool] | None = None
+    tool_choice: Any = None  # "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}
+    parallel_tool_calls: bool | None = None
     functions: Any = None
     function_call: Any = None
     audio: Any = None
@@ -194,7 +233,6 @@ class ChatCompletionRequest(SamplingFields):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
-    parallel_tool_calls: bool | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
     prompt_cache_options: Any = None
@@ -202,8 +240,6 @@ class ChatCompletionRequest(SamplingFields):
     prediction: Any = None
 
     _refused_chat = field_validator(
-        "tools",
-        "tool_choice",
         "functions",
         "function_call",
         "audio",
@@ -232,6 +268,33 @@ class ChatCompletionRequest(SamplingFields):
     def json_schema(self) -> str | None:
         return schema_text(self.response_format)
 
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, tools: list[Tool] | None) -> list[Tool] | None:
+        names = [t.function.name for t in tools or []]
+        if len(set(names)) != len(names):
+            raise ValueError("function names must be unique")
+        return tools
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice(cls, choice: Any, info: ValidationInfo) -> Any:
+        names = [t.function.name for t in info.data.get("tools") or []]
+        if isinstance(choice, dict):
+            function = choice.get("function")
+            name = function.get("name") if choice.get("type") == "function" and isinstance(function, dict) else None
+            if not isinstance(name, str):
+                raise ValueError("'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}")
+            if name not in names:
+                raise ValueError(f"names {name!r}, not among the tools ({', '.join(names) or 'none sent'})")
+        elif choice not in (None, "none", "auto", "required"):
+            raise ValueError("'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}")
+        elif choice == "required" and not names:
+            raise ValueError("'required' needs tools")
+        if choice not in (None, "none", "auto") and schema_text(info.data.get("response_format")) is not None:
+            raise ValueError("a forced tool call and a JSON response_format exclude each other; send one")
+        return choice
+
     @model_validator(mode="after")
     def _messages(self) -> ChatCompletionRequest:
         for message in self.messages:
@@ -252,10 +315,6 @@ class ChatCompletionRequest(SamplingFields):
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
-
-    def chat(self) -> list[dict[str, str]]:
-        """Messages as the chat template expects them (developer is OpenAI's new name for system)."""
-        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
 
 
 class CompletionRequest(SamplingFields):
@@ -290,6 +349,3 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-
-
-FinishReason = Literal["stop", "length"]

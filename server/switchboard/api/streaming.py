@@ -14,6 +14,7 @@ from fastapi import Request
 from ..engine.base import GenerationOutput, TokenLogprob
 from ..errors import EngineFailure, SwitchboardError
 from .logprobs import TokenTexts
+from .tools import ToolPlan, ToolStream
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,19 @@ async def sse_chunks(
     include_usage: bool,
     n: int = 1,
     texts: TokenTexts | None = None,
+    tools: ToolPlan | None = None,
 ) -> AsyncIterator[str]:
     """OpenAI streaming chunks, each for one choice (`index`), interleaved as the engine produces them; the
     first chunk is produced only after the engine accepted the request. With `texts` (the request asked for
-    logprobs) a chunk carries the logprobs of the tokens whose text it carries."""
+    logprobs) a chunk carries the logprobs of the tokens whose text it carries. With `tools` each choice's text
+    goes through a ToolStream: calls are sent as `tool_calls` deltas, and text that may begin one is held back."""
     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
     offsets = [0] * n  # completions' text_offset, per choice
+    calls = [ToolStream(tools) for _ in range(n)] if tools is not None else None
 
-    def chunk(index: int, delta: str | None, reason: str | None, out: GenerationOutput | None = None) -> str:
+    def chunk(
+        index: int, delta: str | None, reason: str | None, out: GenerationOutput | None = None, tool_delta: Any = None
+    ) -> str:
         logprobs = None
         if texts is not None and out is not None and out.logprobs is not None:
             if kind == "chat":
@@ -63,7 +69,9 @@ async def sse_chunks(
                 logprobs, offsets[index] = texts.completion(out.logprobs, offsets[index])
         if kind == "chat":
             d: dict[str, Any] = {"role": "assistant", "content": ""} if out is None and reason is None else {}
-            if delta is not None and out is not None:
+            if tool_delta is not None or (calls is not None and out is not None):
+                d = tool_delta or {}  # what the choice's ToolStream releases
+            elif delta is not None and out is not None:
                 d["content"] = delta
             choice: dict[str, Any] = {"index": index, "delta": d, "finish_reason": reason, "logprobs": logprobs}
         else:
@@ -87,10 +95,19 @@ async def sse_chunks(
     try:
         index, out = first
         while True:
-            if out.text or out.logprobs:
+            if calls is not None:
+                delta = calls[index].feed(out.text)
+                if delta or out.logprobs:
+                    yield chunk(index, out.text, None, out, delta)
+            elif out.text or out.logprobs:
                 yield chunk(index, out.text, None, out)
             if out.finish_reason is not None:
-                yield chunk(index, None if kind == "chat" else "", _finish_reason(out.finish_reason))
+                reason = _finish_reason(out.finish_reason)
+                if calls is not None:
+                    last, reason = calls[index].finish(reason)
+                    if last:
+                        yield chunk(index, None, None, None, last)
+                yield chunk(index, None if kind == "chat" else "", reason)
                 finals[index] = out
                 if len(finals) == n:
                     break
