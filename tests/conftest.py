@@ -3,6 +3,7 @@ servers (uvicorn on 127.0.0.1 in a subprocess) for end-to-end tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -75,6 +76,17 @@ def tiny_model_dir(tmp_path_factory, default_model_dir: Path) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_long_model_dir(tmp_path_factory, tiny_model_dir: Path) -> Path:
+    """The tiny model with room for 1,024 positions (its config says 256; the random weights do not care how
+    far RoPE goes): for tool descriptions and long generations."""
+    model = tmp_path_factory.mktemp("tiny-1k") / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 1024}))
+    return model
 
 
 def make_adapter(model_dir: Path, out: Path, rank: int, targets: list[str], seed: int, scale: float = 1.0) -> Path:
@@ -173,6 +185,7 @@ def start_server(
         **os.environ,
         "SWITCHBOARD_CACHE_DIR": str(CACHE_DIR),
         "SWITCHBOARD_STATE_DIR": str(state),
+        "SWITCHBOARD_DRAIN_DELAY_S": "0",  # stopping a test server need not wait for load balancers
         **(env or {}),
     }
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process

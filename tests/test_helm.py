@@ -233,7 +233,10 @@ def test_probes_and_draining(rendered):
         assert command[0] == "sleep"
         sleep = int(command[1])
         grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        assert sleep >= 5 and grace >= sleep + 120, "the grace period covers the preStop sleep and a long request"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        delay, finish = float(env["SWITCHBOARD_DRAIN_DELAY_S"]), float(env["SWITCHBOARD_SHUTDOWN_GRACE_S"])
+        assert finish >= 120, "in-flight requests get as long as the longest request"
+        assert sleep >= 5 and grace > sleep + delay + finish, "the pod's grace covers preStop, drain and finish"
 
 
 def test_gpu_values_switch_image_engine_and_resources(rendered):

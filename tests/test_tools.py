@@ -5,7 +5,6 @@ LangChain assemble; tool messages in the prompt; and `auto`'s parsing of `<tool_
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,14 +38,8 @@ ASK = [{"role": "user", "content": "Weather in Köln for 3 days?"}]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir: Path, tiny_adapters: dict[str, Path], serve_module) -> Server:
-    """The tiny model with room for tool descriptions (its config allows 256 positions; the random weights do
-    not care how far RoPE goes)."""
-    model = tmp_path_factory.mktemp("tiny-1k") / "model"
-    shutil.copytree(tiny_model_dir, model)
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 1024}))
-    return serve_module(model=model, adapters=tiny_adapters, max_model_len=1024)
+def server(tiny_long_model_dir: Path, tiny_adapters: dict[str, Path], serve_module) -> Server:
+    return serve_module(model=tiny_long_model_dir, adapters=tiny_adapters, max_model_len=1024)
 
 
 @pytest.fixture(scope="module")

@@ -194,15 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import create_app
+    from .drain import serve
 
     overrides = settings_overrides(args)
     settings = load_settings(args.config, **overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=5)
+    serve(app, settings.host, settings.port, settings.log_level, settings.drain_delay_s, settings.shutdown_grace_s)
     return 0
 
 

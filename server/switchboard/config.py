@@ -198,6 +198,18 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Largest request body; beyond it: 413.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    drain_delay_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="On SIGTERM: seconds /ready answers 503 (and new requests 503) with the listener still open, "
+        "so load balancers take the server out, before it closes.",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, after the drain delay: seconds in-flight requests get to finish; streams still "
+        "running then end with an error event and [DONE].",
+    )
     ray: RaySettings = Field(
         default_factory=RaySettings,
         description="serve-ray: replicas, CPUs/GPUs per replica, autoscaling (CLI: repeated --ray KEY=VALUE).",

@@ -82,6 +82,15 @@ class EngineFailure(SwitchboardError):
     code = "engine_unavailable"
 
 
+class ShuttingDown(SwitchboardError):
+    """The server is draining (SIGTERM): it finishes what it has and takes nothing new."""
+
+    status = 503
+    type = "server_error"
+    code = "shutting_down"
+    retry_after = 1
+
+
 class RegistryUnavailable(SwitchboardError):
     """The shared registry (PostgreSQL) cannot be reached: changes wait; serving goes on."""
 

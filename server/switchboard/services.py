@@ -43,7 +43,9 @@ class Services:
     experiments: ExperimentStats
     started_at: int = field(default_factory=lambda: int(time.time()))
     ready: bool = False
+    draining: bool = False  # SIGTERM: /ready is 503 and new inference requests too; in-flight ones finish
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    inflight: set[str] = field(default_factory=set)  # engine request ids being generated
 
     async def _change(self, action: str, apply: Callable[[], T]) -> T:
         """Apply one registry change (persisted by the registry before it is visible), counted."""
@@ -181,8 +183,24 @@ class Services:
     async def generate(self, ref: AdapterRef | None, gen: GenerationRequest) -> AsyncIterator[GenerationOutput]:
         """The engine's stream for `gen`, holding `ref` resident (and reloading it if evicted) throughout."""
         async with self.residency.lease(ref):
-            async for out in self.engine.generate(gen):
-                yield out
+            self.inflight.add(gen.request_id)
+            try:
+                async for out in self.engine.generate(gen):
+                    yield out
+            finally:
+                self.inflight.discard(gen.request_id)
+
+    def drain(self) -> None:
+        """Stop taking requests: /ready answers 503 and new inference requests get 503 (ShuttingDown)."""
+        self.draining, self.ready = True, False
+
+    def abort_all(self) -> int:
+        """End every request still generating (the drain's grace period is over): each ends with
+        finish_reason "abort", which a stream reports as an error event before [DONE]. Returns how many."""
+        ids = list(self.inflight)
+        for request_id in ids:
+            self.engine.abort(request_id)
+        return len(ids)
 
     async def restore(self, adapters: dict[str, Path]) -> None:
         """At start: bring back the persisted registry, (re)register the static `adapters` whose dir

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..engine.base import GenerationRequest, SamplingParams
 from ..engine.constraints import grammar
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ShuttingDown
 from ..registry import AdapterRef, not_found
 from ..routing import Route, RouteContext
 from ..services import Services
@@ -109,6 +109,8 @@ def prepare(
 
 
 def route(request: Request, services: Services, body: SamplingFields, api_key: str | None) -> Route:
+    if services.draining:
+        raise ShuttingDown("this server is shutting down; retry on another replica")
     headers = {k.lower(): v for k, v in request.headers.items()}
     ctx = RouteContext(
         model=body.model,

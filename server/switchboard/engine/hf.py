@@ -307,6 +307,7 @@ class HFEngine:
         rows: list[Row] = []
         for request, sink, constraint in items:
             if self._is_aborted(request.request_id):
+                sink(GenerationOutput(text="", finish_reason="abort"))  # a drain's abort: its stream still waits
                 self._ledger.release()
                 continue
             if request.adapter is not None and request.adapter not in self.stacks.adapters:
