@@ -181,3 +181,15 @@ def test_server_keeps_serving_after_bad_input(tiny_server: Server):
     resp = _post(tiny_server, OK)
     assert resp.status_code == 200
     assert resp.json()["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_a_huge_model_name_is_not_echoed_whole(tiny_server: Server):
+    resp = _post(tiny_server, {**OK, "model": "x" * 100_000})
+    error = _assert_openai_error(resp, 404)
+    assert len(resp.content) < 2_000 and error["message"].startswith("adapter 'xxx")
+
+
+def test_nan_temperature_is_named_as_not_finite(tiny_server: Server):
+    body = b'{"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
+    error = _assert_openai_error(_post(tiny_server, body), 400)
+    assert error["param"] == "temperature" and "finite" in error["message"]

@@ -157,3 +157,10 @@ def test_completion_prompt_forms():
     assert CompletionRequest.model_validate({"model": "m", "prompt": [1, 2, 3]}).prompt == [1, 2, 3]
     with pytest.raises(ValidationError):
         CompletionRequest.model_validate({"model": "m", "prompt": ["a", "b"]})
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p", "presence_penalty", "min_p", "repetition_penalty"])
+def test_nan_is_refused_as_not_finite(field: str):
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, field: float("nan")})
+    assert info.value.errors()[0]["loc"] == (field,) and "finite" in info.value.errors()[0]["msg"]

@@ -138,7 +138,7 @@ def _refuse_unless_accepted(cls: Any, value: Any, info: ValidationInfo) -> Any:
 class SamplingFields(BaseModel):
     """Fields shared by chat and text completions: OpenAI's, then vLLM's sampling extensions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN: "a finite number", not "at most 2"
 
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)

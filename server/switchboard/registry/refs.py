@@ -49,4 +49,5 @@ def not_found(what: str, text: str, available: Iterable[str], param: str | None 
     """The error for a name that resolves to nothing, naming the way out:
     "adapter 'sales@v3' not found; available: sales, sales@v1, sales@v2"."""
     listed = ", ".join(available) or "none"
-    return AdapterNotFound(f"{what} '{text}' not found; available: {listed}", param=param)
+    shown = text if len(text) <= 100 else text[:100] + "…"  # a 100 KB `model` is not echoed whole
+    return AdapterNotFound(f"{what} '{shown}' not found; available: {listed}", param=param)
