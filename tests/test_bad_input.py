@@ -193,3 +193,9 @@ def test_nan_temperature_is_named_as_not_finite(tiny_server: Server):
     body = b'{"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
     error = _assert_openai_error(_post(tiny_server, body), 400)
     assert error["param"] == "temperature" and "finite" in error["message"]
+
+
+def test_too_many_messages_are_refused_before_tokenizing(tiny_server: Server):
+    body = {**OK, "messages": [{"role": "user", "content": ""}] * 60_000}
+    error = _assert_openai_error(_post(tiny_server, body), 400)
+    assert error["param"] == "messages" and "2048" in error["message"]

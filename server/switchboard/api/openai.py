@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -23,6 +26,7 @@ from .tools import ToolPlan, prompt_messages
 from .tools import plan as tool_plan
 
 router = APIRouter()
+T = TypeVar("T")
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
@@ -122,6 +126,15 @@ def route(request: Request, services: Services, body: SamplingFields, api_key: s
     return services.router.route(ctx)
 
 
+# Chat templates and tokenization run off the event loop (a long prompt must not stall other requests), one at a
+# time in their own thread: a fast tokenizer used from several threads at once can fail ("Already borrowed").
+_TOKENIZE = ThreadPoolExecutor(1, thread_name_prefix="switchboard-tokenize")
+
+
+async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_TOKENIZE, fn, *args)
+
+
 def _chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     try:
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
@@ -136,7 +149,8 @@ async def chat_completions(
     started = time.perf_counter()
     chosen = route(request, services, body, api_key)
     tools = tool_plan(body)
-    prompt_ids = _chat_prompt(services.engine.tokenizer, prompt_messages(body, tools))
+    messages = prompt_messages(body, tools)
+    prompt_ids = await _off_loop(_chat_prompt, services.engine.tokenizer, messages)
     default_max = services.settings.default_max_tokens
     prepared = prepare(services, body, prompt_ids, default_max, chosen, "chatcmpl", started, tools)
     return await respond(request, services, prepared, body, "chat")
@@ -149,7 +163,7 @@ async def completions(
     chosen = route(request, services, body, api_key)
     tokenizer = services.engine.tokenizer
     if isinstance(body.prompt, str):
-        prompt_ids = list(tokenizer(body.prompt, add_special_tokens=True)["input_ids"])
+        prompt_ids = await _off_loop(lambda: list(tokenizer(body.prompt, add_special_tokens=True)["input_ids"]))
     else:
         vocab = len(tokenizer)
         if any(not isinstance(t, int) or t < 0 or t >= vocab for t in body.prompt):

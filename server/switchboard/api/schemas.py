@@ -10,6 +10,7 @@ from ..engine.constraints import schema_text
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for function names
+MAX_MESSAGES = 2048  # checked before anything is tokenized (60,000 empty messages took 2 s to refuse)
 
 
 class TextPart(BaseModel):
@@ -213,7 +214,7 @@ class SamplingFields(BaseModel):
 
 
 class ChatCompletionRequest(SamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = Field(default=None, strict=True)
     top_logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
