@@ -97,3 +97,10 @@ def test_inference_keys_required(configured: Server):
         client.chat.completions.create(model="tiny-base", messages=MSG, max_tokens=2)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_key_match_is_exact_and_checks_every_candidate():
+    from switchboard.api.auth import matches
+
+    assert matches("sk-b", ["sk-a", "sk-b", "sk-c"]) and matches("密钥", ["密钥"])
+    assert not matches("sk-", ["sk-a"]) and not matches("sk-ab", ["sk-a"]) and not matches("x", [])

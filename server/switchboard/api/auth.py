@@ -3,6 +3,8 @@ Both are FastAPI dependencies: handlers take `api_key: InferenceKey`; admin rout
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,6 +19,15 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def matches(key: str, candidates: Iterable[str]) -> bool:
+    """Whether `key` is one of `candidates`, in constant time per candidate and checking every one, so neither the
+    timing of a compare nor which key matched tells an attacker how close a guess came."""
+    found = False
+    for candidate in candidates:
+        found |= hmac.compare_digest(key.encode(), candidate.encode())
+    return found
+
+
 def check_inference_key(request: Request) -> str | None:
     """When inference keys are configured, require one of them (or the admin key); returns the key."""
     settings = get_services(request).settings
@@ -28,7 +39,7 @@ def check_inference_key(request: Request) -> str | None:
         allowed.add(settings.admin_key.get_secret_value())
     if key is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    if key not in allowed:
+    if not matches(key, allowed):
         raise Unauthorized("invalid API key")
     return key
 
@@ -41,9 +52,9 @@ def require_admin(request: Request) -> None:
     key = bearer(request)
     if key is None:
         raise Unauthorized("missing admin key: send 'Authorization: Bearer <admin key>'")
-    if key == settings.admin_key.get_secret_value():
+    if matches(key, [settings.admin_key.get_secret_value()]):
         return
-    if any(key == k.get_secret_value() for k in settings.api_keys):
+    if matches(key, [k.get_secret_value() for k in settings.api_keys]):
         raise Forbidden("inference keys cannot manage adapters; use the admin key")
     raise Unauthorized("invalid admin key")
 
