@@ -125,6 +125,10 @@ def test_compose_services():
     genv = _environment(graf)
     assert genv["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     assert genv["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    # no well-known password, and the unauthenticated services are not published on every interface
+    assert genv["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    for service in (prom, graf):
+        assert all(str(p).startswith("127.0.0.1:") for p in service["ports"]), service["ports"]
 
 
 def test_compose_mounts_exist_and_volumes_are_declared():

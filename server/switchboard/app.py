@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .api import admin, experiments, health, openai, vllm_compat
@@ -153,4 +154,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     for module in (health, admin, experiments, vllm_compat, openai):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    if settings.cors_origins:  # off unless configured: the keys are bearer tokens, never cookies
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["*"],  # routing and sticky-assignment headers are configurable
+            expose_headers=["X-Adapter", "X-Request-Id", "X-Experiment", "Retry-After"],
+            max_age=600,
+        )
     return app

@@ -76,6 +76,7 @@ _REPEATED: dict[str, tuple[str, Callable[[str], Any], str | None]] = {
     "adapters": ("--adapter", _parse_adapter, "NAME=DIR"),
     "adapter_roots": ("--adapter-root", Path, "DIR"),
     "api_keys": ("--api-key", str, "KEY"),
+    "cors_origins": ("--cors-origin", str, "ORIGIN"),
     "engine_args": ("--engine-arg", _parse_engine_arg, "KEY=VALUE"),
     "routes": ("--route", _parse_route, "YAML"),
     "ray": ("--ray", _parse_engine_arg, "KEY=VALUE"),

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="Bearer keys accepted on /v1 (none = no authentication)."
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API cross-site, e.g. https://chat.example.com, or * "
+        "(none = no CORS headers; CLI: repeated --cors-origin).",
+    )
     default_adapter: str | None = Field(
         default=None,
         description="Adapter for requests whose model is the base id and that match no route rule.",
