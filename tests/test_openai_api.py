@@ -289,3 +289,12 @@ def test_health_and_ready(tiny_server: Server):
     assert f'native_bf16="{str(cpu_info().native_bf16).lower()}"' in info
     ready = httpx.get(f"{tiny_server.url}/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_request_id_header_is_echoed_or_ours(tiny_server: Server):
+    body = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    url = f"{tiny_server.v1}/chat/completions"
+    theirs = httpx.post(url, json=body, headers={"X-Request-Id": "trace-42"}, timeout=60)
+    assert theirs.headers["x-request-id"] == "trace-42" and theirs.json()["id"].startswith("chatcmpl-")
+    ours = httpx.post(url, json=body, headers={"X-Request-Id": "x" * 500}, timeout=60)
+    assert ours.headers["x-request-id"] == ours.json()["id"]

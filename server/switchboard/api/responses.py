@@ -43,11 +43,18 @@ def new_request_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
+def echoed_request_id(request: Request, own: str) -> str:
+    """The caller's X-Request-Id when it sent a sane one (a proxy's or a tracer's id, up to 128 printable ASCII
+    characters), else our own; engine ids stay ours, so two callers sending the same id cannot collide."""
+    theirs = request.headers.get("x-request-id", "")
+    return theirs if 0 < len(theirs) <= 128 and theirs.isascii() and theirs.isprintable() else own
+
+
 async def respond(
     request: Request, services: Services, prepared: Prepared, body: SamplingFields, kind: str
 ) -> Response:
     """The whole response (JSON) or the SSE stream of `prepared`, with the X-Adapter / X-Request-Id headers."""
-    headers = {"X-Adapter": served_by(prepared.ref), "X-Request-Id": prepared.request_id}
+    headers = {"X-Adapter": served_by(prepared.ref), "X-Request-Id": echoed_request_id(request, prepared.request_id)}
     if prepared.route.experiment:
         headers["X-Experiment"] = f"{prepared.route.experiment}/{prepared.route.variant}"
     created = int(time.time())
