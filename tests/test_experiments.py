@@ -55,6 +55,33 @@ def test_sticky_weighted_assignment(server: Server):
     assert moved <= 10
 
 
+def test_sticky_as_configured_and_the_control_as_written(server: Server):
+    body = {"variants": [{"variant": "gamma", "weight": 1}, {"variant": "alpha", "weight": 1}], "sticky": "none"}
+    r = httpx.put(f"{server.url}/admin/experiments/draw", json=body, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.json()["control"] == "gamma@v1" and [v["variant"] for v in r.json()["variants"]] == [
+        "gamma@v1",
+        "alpha@v1",
+    ]
+    assert len({chat(server, "draw", user="one-user").headers["x-adapter"] for _ in range(30)}) == 2
+    body = {"variants": {"gamma": 1, "alpha": 1}, "sticky": "header:X-Session-Id"}
+    assert httpx.put(f"{server.url}/admin/experiments/session", json=body, headers=ADMIN).status_code == 200
+    by_session = {s: chat(server, "session", headers={"X-Session-Id": s}).headers["x-adapter"] for s in "abcdefgh"}
+    assert len(set(by_session.values())) == 2
+    for s, variant in by_session.items():
+        assert chat(server, "session", user=f"other-{s}", headers={"X-Session-Id": s}).headers["x-adapter"] == variant
+    for _ in range(3):
+        chat(server, "session", user="no-session-header")
+    report = httpx.get(server.url + "/admin/experiments/session", headers=ADMIN).json()
+    assert [v["variant"] for v in report["variants"]] == ["gamma@v1", "alpha@v1"]
+    assert sum(v["fallback_requests"] for v in report["variants"]) == 3
+    assert sum(v["requests"] for v in report["variants"]) == 8 + 8 + 3
+    bad = httpx.put(
+        f"{server.url}/admin/experiments/bad", json={"variants": {"alpha": 1}, "sticky": "cookie"}, headers=ADMIN
+    )
+    assert bad.status_code == 400 and "header:<Name>" in bad.json()["error"]["message"]
+
+
 def test_experiment_validation(server: Server):
     assert put(server, "bad", {"nobody": 1}).status_code == 404
     assert put(server, "bad", {"alpha": -1}).status_code == 400

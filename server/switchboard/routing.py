@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import RouteRule
-from .experiments import assign
+from .experiments import assign, sticky_key
 from .registry import BASE, AdapterRef, Registry, not_found
 
 ADAPTER_HEADER = "x-adapter"
@@ -34,6 +34,7 @@ class Route:
     ref: AdapterRef | None
     experiment: str = ""
     variant: str = ""
+    assignment: str = ""  # how the experiment chose: keyed, random or fallback (experiments.assignment)
 
 
 class Router:
@@ -45,7 +46,7 @@ class Router:
         self.rules = rules
         self.default_adapter = default_adapter
 
-    def _named(self, text: str, param: str, user: str | None = None) -> Route:
+    def _named(self, text: str, param: str, ctx: RouteContext) -> Route:
         if text == BASE:
             return Route(None)
         ref = self.registry.lookup(text)
@@ -53,8 +54,8 @@ class Router:
             return Route(ref)
         experiment = self.registry.experiment(text)
         if experiment is not None:
-            ref, variant = assign(text, experiment, user)
-            return Route(ref, text, variant)
+            chosen = assign(text, experiment, sticky_key(experiment.sticky, ctx.user, ctx.headers))
+            return Route(chosen.ref, text, chosen.variant, chosen.basis)
         available = [self.base_model_id, *self.registry.available(), *sorted(self.registry.experiments())]
         raise not_found("adapter", text, available, param=param)
 
@@ -71,12 +72,12 @@ class Router:
         """Resolve the request to one adapter version (ref None = the bare base model)."""
         header = ctx.headers.get(ADAPTER_HEADER)
         if header:
-            return self._named(header.strip(), "X-Adapter", ctx.user)
+            return self._named(header.strip(), "X-Adapter", ctx)
         if ctx.model != self.base_model_id:
-            return self._named(ctx.model, "model", ctx.user)
+            return self._named(ctx.model, "model", ctx)
         for rule in self.rules:
             if self._rule_matches(rule, ctx):
-                return self._named(rule.adapter, "model", ctx.user)
+                return self._named(rule.adapter, "model", ctx)
         if self.default_adapter:
-            return self._named(self.default_adapter, "model", ctx.user)
+            return self._named(self.default_adapter, "model", ctx)
         return Route(None)

@@ -20,7 +20,7 @@ from .config import Settings
 from .engine.base import Engine, GenerationOutput, GenerationRequest
 from .engine.residency import Residency
 from .errors import SwitchboardError
-from .experiments import Experiment, ExperimentStats, Sticky, define
+from .experiments import Experiment, ExperimentStats, define
 from .metrics import Metrics
 from .registry import AdapterRef, Registry
 from .routing import Router
@@ -134,7 +134,7 @@ class Services:
         logger.info("alias %s deleted", alias)
 
     # ------------------------------------------------------------------ experiments
-    async def put_experiment(self, name: str, variants: dict[str, float], sticky: Sticky) -> Experiment:
+    async def put_experiment(self, name: str, variants: dict[str, float], sticky: str) -> Experiment:
         def apply() -> Experiment:
             experiment = define(self.registry, name, variants, sticky)
             self.registry.set_experiment(name, experiment)

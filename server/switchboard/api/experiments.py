@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import NotFound
-from ..experiments import Sticky
+from ..experiments import STICKY_HELP
 from ..registry import served_by
 from .auth import InferenceKey, require_admin
 from .deps import ServicesDep
@@ -18,10 +18,27 @@ router = APIRouter()
 admin = APIRouter(prefix="/admin/experiments", dependencies=[Depends(require_admin)])
 
 
+class VariantWeight(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: str = Field(description="NAME[@VERSION]; a bare name means its current version")
+    weight: float
+
+
 class ExperimentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    variants: dict[str, float] = Field(description="NAME[@VERSION] -> weight; a bare name means its current version")
-    sticky: Sticky = Field(default="user", description="user: `user` or the user header keeps a caller on one variant")
+    variants: dict[str, float] | list[VariantWeight] = Field(
+        description="NAME[@VERSION] -> weight, or a list of {variant, weight}; in the order written, the first "
+        "is the control; a bare name means its current version"
+    )
+    sticky: str = Field(default="user", description=STICKY_HELP)
+
+    def ordered(self) -> dict[str, float]:
+        if isinstance(self.variants, dict):
+            return dict(self.variants)
+        ordered: dict[str, float] = {}
+        for item in self.variants:
+            ordered[item.variant] = ordered.get(item.variant, 0.0) + item.weight
+        return ordered
 
 
 class FeedbackBody(BaseModel):
@@ -32,7 +49,7 @@ class FeedbackBody(BaseModel):
 
 @admin.put("/{name}")
 async def put_experiment(services: ServicesDep, name: str, body: ExperimentBody) -> JSONResponse:
-    experiment = await services.put_experiment(name, body.variants, body.sticky)
+    experiment = await services.put_experiment(name, body.ordered(), body.sticky)
     return JSONResponse({"experiment": name, **experiment.as_dict()})
 
 

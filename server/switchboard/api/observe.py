@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from ..engine.base import GenerationOutput, GenerationRequest
 from ..errors import SwitchboardError
-from ..experiments import Outcome
+from ..experiments import FALLBACK, Outcome
 from ..registry import AdapterRef
 from ..routing import Route
 from ..services import Services
@@ -118,6 +118,7 @@ async def observed(
                 completion_tokens=completion,
                 ttft=(first - started) if first is not None else None,
                 latency=latency if status == "200" else None,
+                fallback=route.assignment == FALLBACK,
             )
             experiments.record(route.experiment, route.variant, outcome)
 

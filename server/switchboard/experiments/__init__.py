@@ -1,8 +1,20 @@
 """A/B experiments between adapter versions: definitions (stored with the registry), assignment
-(sticky per user) and statistics (in memory, per variant, with a significance test on feedback)."""
+(sticky per user, per header or random) and statistics (per variant, in memory or shared)."""
 
-from .assignment import assign
-from .definitions import Experiment, Sticky, define
+from .assignment import FALLBACK, Assignment, assign, sticky_key
+from .definitions import STICKY_HELP, Experiment, Sticky, check_sticky, define
 from .stats import ExperimentStats, Outcome
 
-__all__ = ["Experiment", "ExperimentStats", "Outcome", "Sticky", "assign", "define"]
+__all__ = [
+    "FALLBACK",
+    "STICKY_HELP",
+    "Assignment",
+    "Experiment",
+    "ExperimentStats",
+    "Outcome",
+    "Sticky",
+    "assign",
+    "check_sticky",
+    "define",
+    "sticky_key",
+]

@@ -1,13 +1,14 @@
-"""An A/B experiment's definition: weighted variants (concrete adapter versions) and how a caller
-sticks to one. Definitions are their own section of the registry's stored state; changing one goes
-through `Services`, like every registry change."""
+"""An A/B experiment's definition: weighted variants (concrete adapter versions, in the order written:
+the first is the control) and how a caller sticks to one. Definitions are their own section of the
+registry's stored state; changing one goes through `Services`, like every registry change."""
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, InvalidRequest
 from ..registry.refs import check_name, not_found
@@ -15,29 +16,73 @@ from ..registry.refs import check_name, not_found
 if TYPE_CHECKING:
     from ..registry import Registry
 
-Sticky = Literal["user", "header", "none"]
+# "user": the OpenAI `user`, else the experiment_user_header (X-User-Id); "none": every request drawn at
+# random; "header:<Name>": that request header (e.g. a session id)
+Sticky = str
+STICKY_HELP = (
+    "user: the OpenAI `user` (else the X-User-Id header) keeps a caller on one variant; none: each request "
+    "is drawn at random; header:<Name>: that request header (e.g. header:X-Session-Id) is the key"
+)
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an HTTP token (RFC 9110)
+
+
+def check_sticky(value: str) -> Sticky:
+    """`value` if it is a stickiness this server knows, else a 400 that lists them."""
+    if value in ("user", "none"):
+        return value
+    kind, _, header = value.partition(":")
+    if kind == "header" and _HEADER_NAME.match(header):
+        return f"header:{header}"
+    raise InvalidRequest(
+        f"sticky must be 'user', 'none' or 'header:<Name>' (e.g. 'header:X-Session-Id'); got {value!r}",
+        param="sticky",
+    )
+
+
+def _variants_of(data: Any) -> dict[str, float]:
+    """Stored variants, in order: a list of {"variant", "weight"} (since #18), or the older mapping
+    (its order as stored is kept)."""
+    if isinstance(data, dict):
+        return {str(k): float(v) for k, v in data.items()}
+    return {str(item["variant"]): float(item["weight"]) for item in data}
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """`variants`: `name@version` -> weight (weights need not sum to 1)."""
+    """`variants`: `name@version` -> weight (weights need not sum to 1), in the order written; the first
+    is the control every other variant is compared with."""
 
     variants: dict[str, float]
     sticky: Sticky = "user"
     updated: float = field(default_factory=time.time)
 
+    @property
+    def control(self) -> str:
+        return next(iter(self.variants))
+
     def as_dict(self) -> dict[str, Any]:
-        return {"variants": dict(self.variants), "sticky": self.sticky, "updated": self.updated}
+        # a list, not a mapping: PostgreSQL's jsonb does not keep the keys' order, and the order names the control
+        return {
+            "variants": [{"variant": v, "weight": w} for v, w in self.variants.items()],
+            "control": self.control,
+            "sticky": self.sticky,
+            "updated": self.updated,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Experiment:
-        return cls({str(k): float(v) for k, v in data["variants"].items()}, data.get("sticky", "user"), data["updated"])
+        sticky = data.get("sticky", "user")
+        if sticky == "header":  # accepted but never applied before #18: the user key is what it did
+            sticky = "user"
+        return cls(_variants_of(data["variants"]), sticky, data["updated"])
 
 
 def define(registry: Registry, name: str, variants: dict[str, float], sticky: Sticky = "user") -> Experiment:
     """Validate a definition against the registry: every variant resolves to one concrete version now
-    (a bare name means its current version), so the experiment never moves when a name gets a new one."""
+    (a bare name means its current version), so the experiment never moves when a name gets a new one.
+    The order of `variants` is kept: the first is the control."""
     check_name(name, "experiment name")
+    sticky = check_sticky(sticky)
     if registry.lookup(name) is not None:
         raise Conflict(f"'{name}' is an adapter or alias; an experiment needs its own name", param="name")
     if not variants:

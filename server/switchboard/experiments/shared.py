@@ -130,7 +130,7 @@ class SharedExperimentStats(ExperimentStats):
             counters = {
                 row[0]: row[1:]
                 for row in conn.execute(
-                    "SELECT variant, requests, errors, prompt_tokens, completion_tokens, feedback_count, "
+                    "SELECT variant, requests, errors, prompt_tokens, completion_tokens, fallback, feedback_count, "
                     "feedback_sum, feedback_sumsq FROM sb_variant_stats WHERE experiment = %s",
                     (name,),
                 )
@@ -141,15 +141,15 @@ class SharedExperimentStats(ExperimentStats):
             ):
                 buckets[(variant, kind)][index] = count
         rows, summaries = [], []
-        for variant, weight in sorted(experiment.variants.items()):
-            requests, errors, prompt, completion, n, total, sumsq = counters.get(variant, (0,) * 7)
+        for variant, weight in experiment.variants.items():
+            requests, errors, prompt, completion, fallback, n, total, sumsq = counters.get(variant, (0,) * 8)
             summary = Summary.of_sums(int(n), float(total), float(sumsq))
             summaries.append(summary)
             rows.append(
                 summary_row(
                     variant,
                     weight,
-                    (int(requests), int(errors), int(prompt), int(completion)),
+                    (int(requests), int(errors), int(prompt), int(completion), int(fallback)),
                     (
                         bucket_percentile(buckets[(variant, "ttft")], 0.5),
                         bucket_percentile(buckets[(variant, "ttft")], 0.95),
@@ -197,12 +197,16 @@ class SharedExperimentStats(ExperimentStats):
         with self.store.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO sb_variant_stats (experiment, variant, requests, errors, prompt_tokens, "
-                "completion_tokens) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (experiment, variant) DO UPDATE "
-                "SET requests = sb_variant_stats.requests + excluded.requests, "
+                "completion_tokens, fallback) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (experiment, variant) "
+                "DO UPDATE SET requests = sb_variant_stats.requests + excluded.requests, "
                 "errors = sb_variant_stats.errors + excluded.errors, "
                 "prompt_tokens = sb_variant_stats.prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = sb_variant_stats.completion_tokens + excluded.completion_tokens",
-                [(e, v, d.requests, d.errors, d.prompt_tokens, d.completion_tokens) for (e, v), d in pending.items()],
+                "completion_tokens = sb_variant_stats.completion_tokens + excluded.completion_tokens, "
+                "fallback = sb_variant_stats.fallback + excluded.fallback",
+                [
+                    (e, v, d.requests, d.errors, d.prompt_tokens, d.completion_tokens, d.fallback)
+                    for (e, v), d in pending.items()
+                ],
             )
             cur.executemany(
                 "INSERT INTO sb_variant_buckets (experiment, variant, kind, bucket, count) VALUES (%s, %s, %s, %s, %s) "

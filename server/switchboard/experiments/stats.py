@@ -27,6 +27,7 @@ class Outcome:
     completion_tokens: int = 0
     ttft: float | None = None
     latency: float | None = None
+    fallback: bool = False  # a sticky experiment's request without its key, assigned at random
 
 
 @dataclass
@@ -37,21 +38,24 @@ class Counts:
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    fallback: int = 0
 
     def add(self, outcome: Outcome) -> None:
         self.requests += 1
         self.errors += 0 if outcome.ok else 1
         self.prompt_tokens += outcome.prompt_tokens
         self.completion_tokens += outcome.completion_tokens
+        self.fallback += 1 if outcome.fallback else 0
 
     def merge(self, other: Counts) -> None:
         self.requests += other.requests
         self.errors += other.errors
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
+        self.fallback += other.fallback
 
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return self.requests, self.errors, self.prompt_tokens, self.completion_tokens
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return self.requests, self.errors, self.prompt_tokens, self.completion_tokens, self.fallback
 
 
 @dataclass
@@ -110,7 +114,7 @@ class ExperimentStats:
         rows: list[dict[str, Any]] = []
         summaries: list[Summary] = []
         with self._lock:
-            for variant, weight in sorted(experiment.variants.items()):
+            for variant, weight in experiment.variants.items():
                 s = self._stats.get((name, variant), VariantStats())
                 summary = Summary.of_scores(list(s.scores))
                 summaries.append(summary)
@@ -153,13 +157,13 @@ class Summary:
 def summary_row(
     variant: str,
     weight: float,
-    counts: tuple[int, int, int, int],
+    counts: tuple[int, int, int, int, int],
     times: tuple[float | None, ...],
     summary: Summary,
 ) -> dict[str, Any]:
-    """One variant's line of a report: counts (requests, errors, prompt and completion tokens), times
-    (TTFT p50, p95, latency p50, p95) and the feedback summary."""
-    requests, errors, prompt_tokens, completion_tokens = counts
+    """One variant's line of a report: counts (requests, errors, prompt and completion tokens, fallback
+    assignments), times (TTFT p50, p95, latency p50, p95) and the feedback summary."""
+    requests, errors, prompt_tokens, completion_tokens, fallback = counts
     ttft_p50, ttft_p95, latency_p50, latency_p95 = times
     return {
         "variant": variant,
@@ -168,6 +172,7 @@ def summary_row(
         "errors": errors,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
+        "fallback_requests": fallback,
         "ttft_p50": ttft_p50,
         "ttft_p95": ttft_p95,
         "latency_p50": latency_p50,

@@ -99,6 +99,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sb_versions ADD COLUMN content text;
     """,
+    # 5: requests of a sticky experiment that came without their key (assigned at random, counted apart)
+    """
+    ALTER TABLE sb_variant_stats ADD COLUMN fallback bigint NOT NULL DEFAULT 0;
+    """,
 )
 
 
