@@ -105,11 +105,11 @@ def test_feedback_and_report_with_significance(server: Server):
     assert set(rows) == {"alpha@v1", "gamma@v1"}
     assert sum(v["requests"] for v in rows.values()) == 60 and all(v["errors"] == 0 for v in rows.values())
     assert rows["gamma@v1"]["feedback_mean"] > rows["alpha@v1"]["feedback_mean"]
-    assert (
-        rows["gamma@v1"]["feedback_ci95"][0] < rows["gamma@v1"]["feedback_mean"] < rows["gamma@v1"]["feedback_ci95"][1]
-    )
+    low, high = rows["gamma@v1"]["feedback_interval"]
+    assert low < rows["gamma@v1"]["feedback_mean"] < high
     assert rows["alpha@v1"]["ttft_p50"] is not None and rows["alpha@v1"]["completion_tokens"] > 0
-    assert report["significant"] and report["p_value"] < 0.05
+    assert report["significant"] and report["p_value"] < 0.05 and report["control"] == "alpha@v1"
+    assert report["decision"] == "promote" and report["winner"] == "gamma@v1" and "always-valid" in report["method"]
     assert report["recommendation"].startswith("promote gamma@v1")
 
     import os

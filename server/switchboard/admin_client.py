@@ -133,7 +133,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def render_report(data: dict[str, Any]) -> str:
     rows = []
     for v in data["variants"]:
-        ci = v["feedback_ci95"]
+        ci = v["feedback_interval"]
         rows.append(
             [
                 v["variant"],
@@ -158,14 +158,14 @@ def render_report(data: dict[str, Any]) -> str:
             "TTFT p50/p95 s",
             "LATENCY p50/p95 s",
             "FEEDBACK",
-            "95% CI",
+            "ALWAYS-VALID INTERVAL",
         ],
     )
     p = data.get("p_value")
-    verdict = f"p = {p:.4f} ({data.get('test')})" if p is not None else "no test yet"
+    verdict = f"p = {p:.4f}" if p is not None else "no test yet"
     return (
-        f"experiment {data['experiment']}\n\n{table}\n\n"
-        f"significant: {'yes' if data['significant'] else 'no'}; {verdict}\n"
+        f"experiment {data['experiment']} (control {data['control']})\n\n{table}\n\n"
+        f"{data['method']}; {verdict}\n"
         f"recommendation: {data['recommendation']}"
     )
 

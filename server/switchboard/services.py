@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .config import Settings
 from .engine.base import Engine, GenerationOutput, GenerationRequest
@@ -134,9 +134,11 @@ class Services:
         logger.info("alias %s deleted", alias)
 
     # ------------------------------------------------------------------ experiments
-    async def put_experiment(self, name: str, variants: dict[str, float], sticky: str) -> Experiment:
+    async def put_experiment(self, name: str, variants: dict[str, float], sticky: str, **plan: Any) -> Experiment:
+        """Create or replace experiment `name`; `plan`: `define`'s keyword options (alpha, planned_n, ...)."""
+
         def apply() -> Experiment:
-            experiment = define(self.registry, name, variants, sticky)
+            experiment = define(self.registry, name, variants, sticky, **plan)
             self.registry.set_experiment(name, experiment)
             return experiment
 

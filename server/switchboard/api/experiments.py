@@ -31,6 +31,12 @@ class ExperimentBody(BaseModel):
         "is the control; a bare name means its current version"
     )
     sticky: str = Field(default="user", description=STICKY_HELP)
+    alpha: float = Field(default=0.05, description="the most the chance of a false 'promote' may be, read any time")
+    planned_n: int | None = Field(
+        default=None,
+        description="feedback scores per variant planned: once every variant has them, Welch's fixed-horizon "
+        "test decides (read the report once then)",
+    )
 
     def ordered(self) -> dict[str, float]:
         if isinstance(self.variants, dict):
@@ -49,7 +55,9 @@ class FeedbackBody(BaseModel):
 
 @admin.put("/{name}")
 async def put_experiment(services: ServicesDep, name: str, body: ExperimentBody) -> JSONResponse:
-    experiment = await services.put_experiment(name, body.ordered(), body.sticky)
+    experiment = await services.put_experiment(
+        name, body.ordered(), body.sticky, alpha=body.alpha, planned_n=body.planned_n
+    )
     return JSONResponse({"experiment": name, **experiment.as_dict()})
 
 

@@ -1,6 +1,7 @@
 """A/B experiments between adapter versions: definitions (stored with the registry), assignment
 (sticky per user, per header or random) and statistics (per variant, in memory or shared)."""
 
+from . import sequential
 from .assignment import FALLBACK, Assignment, assign, sticky_key
 from .definitions import STICKY_HELP, Experiment, Sticky, check_sticky, define
 from .stats import ExperimentStats, Outcome
@@ -16,5 +17,6 @@ __all__ = [
     "assign",
     "check_sticky",
     "define",
+    "sequential",
     "sticky_key",
 ]

@@ -55,6 +55,8 @@ class Experiment:
     variants: dict[str, float]
     sticky: Sticky = "user"
     updated: float = field(default_factory=time.time)
+    alpha: float = 0.05  # the most the report's chance of a false "promote" (or cut-off) may be
+    planned_n: int | None = None  # feedback scores per variant planned for a fixed-horizon test, if any
 
     @property
     def control(self) -> str:
@@ -67,6 +69,8 @@ class Experiment:
             "control": self.control,
             "sticky": self.sticky,
             "updated": self.updated,
+            "alpha": self.alpha,
+            "planned_n": self.planned_n,
         }
 
     @classmethod
@@ -74,15 +78,34 @@ class Experiment:
         sticky = data.get("sticky", "user")
         if sticky == "header":  # accepted but never applied before #18: the user key is what it did
             sticky = "user"
-        return cls(_variants_of(data["variants"]), sticky, data["updated"])
+        planned = data.get("planned_n")
+        return cls(
+            _variants_of(data["variants"]),
+            sticky,
+            data["updated"],
+            float(data.get("alpha", 0.05)),
+            int(planned) if planned is not None else None,
+        )
 
 
-def define(registry: Registry, name: str, variants: dict[str, float], sticky: Sticky = "user") -> Experiment:
+def define(
+    registry: Registry,
+    name: str,
+    variants: dict[str, float],
+    sticky: Sticky = "user",
+    *,
+    alpha: float = 0.05,
+    planned_n: int | None = None,
+) -> Experiment:
     """Validate a definition against the registry: every variant resolves to one concrete version now
     (a bare name means its current version), so the experiment never moves when a name gets a new one.
     The order of `variants` is kept: the first is the control."""
     check_name(name, "experiment name")
     sticky = check_sticky(sticky)
+    if not 0 < alpha <= 0.5:
+        raise InvalidRequest(f"alpha must be in (0, 0.5]; got {alpha}", param="alpha")
+    if planned_n is not None and planned_n < 2:
+        raise InvalidRequest(f"planned_n must be at least 2 scores per variant; got {planned_n}", param="planned_n")
     if registry.lookup(name) is not None:
         raise Conflict(f"'{name}' is an adapter or alias; an experiment needs its own name", param="name")
     if not variants:
@@ -97,4 +120,4 @@ def define(registry: Registry, name: str, variants: dict[str, float], sticky: St
         resolved[str(ref)] = resolved.get(str(ref), 0.0) + float(weight)
     if sum(resolved.values()) <= 0:
         raise InvalidRequest("variant weights must not all be 0", param="variants")
-    return Experiment(resolved, sticky)
+    return Experiment(resolved, sticky, alpha=alpha, planned_n=planned_n)

@@ -4,8 +4,8 @@ Each replica adds its outcomes to per-variant counters in small batches (every `
 token): requests, errors, tokens, TTFT and latency histogram buckets, feedback count/sum/sum of
 squares. Completion ids are stored with their route and an expiry, so `/v1/feedback` works on any
 replica. A report reads the counters every replica wrote, so it gives the same numbers anywhere
-(after the flush interval); percentiles come from the buckets (the bucket's upper bound), the
-significance test from the summary statistics (Welch's t-test needs only n, mean and variance).
+(after the flush interval); percentiles come from the buckets (the bucket's upper bound), and
+the decision from the feedback's count, sum and sum of squares (all its tests need).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, RegistryUnavailable
 from ..registry.refs import AdapterRef
+from .decision import Summary, VariantData, report
 from .definitions import Experiment
-from .stats import Counts, ExperimentStats, Outcome, Summary, compare, summary_row
+from .stats import Counts, ExperimentStats, Outcome
 
 if TYPE_CHECKING:
     from ..registry.postgres import PostgresStore
@@ -140,26 +141,20 @@ class SharedExperimentStats(ExperimentStats):
                 "SELECT variant, kind, bucket, count FROM sb_variant_buckets WHERE experiment = %s", (name,)
             ):
                 buckets[(variant, kind)][index] = count
-        rows, summaries = [], []
-        for variant, weight in experiment.variants.items():
+        data = {}
+        for variant in experiment.variants:
             requests, errors, prompt, completion, fallback, n, total, sumsq = counters.get(variant, (0,) * 8)
-            summary = Summary.of_sums(int(n), float(total), float(sumsq))
-            summaries.append(summary)
-            rows.append(
-                summary_row(
-                    variant,
-                    weight,
-                    (int(requests), int(errors), int(prompt), int(completion), int(fallback)),
-                    (
-                        bucket_percentile(buckets[(variant, "ttft")], 0.5),
-                        bucket_percentile(buckets[(variant, "ttft")], 0.95),
-                        bucket_percentile(buckets[(variant, "latency")], 0.5),
-                        bucket_percentile(buckets[(variant, "latency")], 0.95),
-                    ),
-                    summary,
-                )
+            data[variant] = VariantData(
+                (int(requests), int(errors), int(prompt), int(completion), int(fallback)),
+                (
+                    bucket_percentile(buckets[(variant, "ttft")], 0.5),
+                    bucket_percentile(buckets[(variant, "ttft")], 0.95),
+                    bucket_percentile(buckets[(variant, "latency")], 0.5),
+                    bucket_percentile(buckets[(variant, "latency")], 0.95),
+                ),
+                Summary(int(n), float(total), float(sumsq)),
             )
-        return {"experiment": name, "variants": rows, "sticky": experiment.sticky, **compare(rows, summaries)}
+        return report(name, experiment, data)
 
     # ------------------------------------------------------------------ batching
     def _run(self, flush_s: float) -> None:

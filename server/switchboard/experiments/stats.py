@@ -1,17 +1,15 @@
 """What each experiment variant did, in memory: requests, errors, tokens, latencies and feedback
-scores; the completion ids that may still take feedback; and the report with Welch's t-test (scipy)
-of the best-scoring variant against the control (the first variant)."""
+scores; the completion ids that may still take feedback; the report is `decision.report`'s."""
 
 from __future__ import annotations
 
-import math
-import statistics
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
+from .decision import Summary, VariantData, report
 from .definitions import Experiment
 
 if TYPE_CHECKING:
@@ -111,114 +109,10 @@ class ExperimentStats:
             return route
 
     def report(self, name: str, experiment: Experiment) -> dict[str, Any]:
-        rows: list[dict[str, Any]] = []
-        summaries: list[Summary] = []
+        data: dict[str, VariantData] = {}
         with self._lock:
-            for variant, weight in experiment.variants.items():
+            for variant in experiment.variants:
                 s = self._stats.get((name, variant), VariantStats())
-                summary = Summary.of_scores(list(s.scores))
-                summaries.append(summary)
-                counts = s.as_tuple()
-                times = tuple(percentile(d, q) for d in (s.ttft, s.latency) for q in (0.5, 0.95))
-                rows.append(summary_row(variant, weight, counts, times, summary))
-        return {"experiment": name, "variants": rows, "sticky": experiment.sticky, **compare(rows, summaries)}
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Feedback scores of one variant as count, mean and sample variance (all Welch's test needs)."""
-
-    n: int = 0
-    mean: float | None = None
-    var: float | None = None
-
-    @classmethod
-    def of_scores(cls, scores: list[float]) -> Summary:
-        if not scores:
-            return cls()
-        return cls(len(scores), statistics.fmean(scores), statistics.variance(scores) if len(scores) >= 2 else None)
-
-    @classmethod
-    def of_sums(cls, n: int, total: float, squares: float) -> Summary:
-        if n == 0:
-            return cls()
-        mean = total / n
-        return cls(n, mean, max(0.0, (squares - n * mean * mean) / (n - 1)) if n >= 2 else None)
-
-    def ci95(self) -> list[float] | None:
-        from scipy import stats as st
-
-        if self.mean is None or self.var is None:
-            return None
-        half = float(st.t.ppf(0.975, self.n - 1)) * math.sqrt(self.var / self.n)
-        return [self.mean - half, self.mean + half]
-
-
-def summary_row(
-    variant: str,
-    weight: float,
-    counts: tuple[int, int, int, int, int],
-    times: tuple[float | None, ...],
-    summary: Summary,
-) -> dict[str, Any]:
-    """One variant's line of a report: counts (requests, errors, prompt and completion tokens, fallback
-    assignments), times (TTFT p50, p95, latency p50, p95) and the feedback summary."""
-    requests, errors, prompt_tokens, completion_tokens, fallback = counts
-    ttft_p50, ttft_p95, latency_p50, latency_p95 = times
-    return {
-        "variant": variant,
-        "weight": weight,
-        "requests": requests,
-        "errors": errors,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "fallback_requests": fallback,
-        "ttft_p50": ttft_p50,
-        "ttft_p95": ttft_p95,
-        "latency_p50": latency_p50,
-        "latency_p95": latency_p95,
-        "feedback_count": summary.n,
-        "feedback_mean": summary.mean,
-        "feedback_ci95": summary.ci95(),
-    }
-
-
-def compare(rows: list[dict[str, Any]], summaries: list[Summary]) -> dict[str, Any]:
-    """Welch's t-test of the best-scoring variant against the first (the control), from each row's
-    feedback summary."""
-    from scipy import stats as st
-
-    if len(rows) < 2:
-        return {"significant": False, "p_value": None, "recommendation": "keep running: only one variant"}
-    control = rows[0]
-    best_index = max(
-        range(1, len(rows)),
-        key=lambda i: rows[i]["feedback_mean"] if rows[i]["feedback_mean"] is not None else -math.inf,
-    )
-    best = rows[best_index]
-    a, b = summaries[0], summaries[best_index]
-    if a.n < 2 or b.n < 2 or a.mean is None or b.mean is None or a.var is None or b.var is None:
-        return {
-            "significant": False,
-            "p_value": None,
-            "control": control["variant"],
-            "candidate": best["variant"],
-            "recommendation": "keep running: not enough feedback yet (need at least 2 scores per variant)",
-        }
-    test = st.ttest_ind_from_stats(b.mean, math.sqrt(b.var), b.n, a.mean, math.sqrt(a.var), a.n, equal_var=False)
-    p = float(test.pvalue) if not math.isnan(test.pvalue) else 1.0
-    significant = p < 0.05
-    if significant and best["feedback_mean"] > control["feedback_mean"]:
-        advice = f"promote {best['variant']}: feedback {best['feedback_mean']:.3f} vs {control['feedback_mean']:.3f}"
-    elif significant:
-        advice = f"roll back to {control['variant']}: the candidate scores lower"
-    else:
-        advice = "keep running: no significant difference yet"
-    return {
-        "significant": significant,
-        "p_value": p,
-        "test": "Welch's t-test on feedback scores",
-        "control": control["variant"],
-        "candidate": best["variant"],
-        "recommendation": advice,
-    }
+                q = [percentile(d, p) for d in (s.ttft, s.latency) for p in (0.5, 0.95)]
+                data[variant] = VariantData(s.as_tuple(), (q[0], q[1], q[2], q[3]), Summary.of_scores(list(s.scores)))
+        return report(name, experiment, data)
