@@ -130,6 +130,59 @@ def test_feedback_and_report_with_significance(server: Server):
     )
 
 
+def test_list_conclude_and_stop_with_the_cli(server: Server, capsys: pytest.CaptureFixture[str]):
+    from switchboard.cli import main
+
+    assert httpx.put(server.url + "/admin/aliases/tone-prod", json={"target": "alpha@v1"}, headers=ADMIN).is_success
+    cli = ["experiments", "--url", server.url, "--admin-key", "sk-admin"]
+    assert main([*cli, "create", "lc", "alpha=3", "beta@v1=1", "--alias", "tone-prod", "--sticky", "none"]) == 0
+    assert "control alpha@v1" in capsys.readouterr().out
+    assert put(server, "halt", {"gamma": 1, "beta": 1}).status_code == 200
+    listed = {
+        e["experiment"]: e for e in httpx.get(server.url + "/admin/experiments", headers=ADMIN).json()["experiments"]
+    }
+    assert listed["lc"]["state"] == "running" and listed["lc"]["alias"] == "tone-prod"
+    assert listed["lc"]["variants"] == [{"variant": "alpha@v1", "weight": 3.0}, {"variant": "beta@v1", "weight": 1.0}]
+    assert main([*cli, "list"]) == 0
+    out = capsys.readouterr().out
+    assert "lc" in out and "alpha@v1=3, beta@v1=1" in out and "running" in out
+    for _ in range(4):
+        chat(server, "lc")
+    # conclude: the alias moves to the winner, the experiment ends, its report stays
+    assert main([*cli, "conclude", "lc", "beta"]) == 0
+    assert "tone-prod -> beta@v1 (was alpha@v1)" in capsys.readouterr().out
+    assert httpx.get(server.url + "/admin/adapters", headers=ADMIN).json()["aliases"]["tone-prod"] == "beta@v1"
+    assert chat(server, "tone-prod").headers["x-adapter"] == "beta@v1"
+    served = chat(server, "lc")  # the winner serves the experiment's name; no longer an experiment
+    assert served.headers["x-adapter"] == "beta@v1" and "x-experiment" not in served.headers
+    report = httpx.get(server.url + "/admin/experiments/lc", headers=ADMIN).json()
+    assert report["state"] == "concluded" and report["concluded"]["winner"] == "beta@v1"
+    assert sum(v["requests"] for v in report["variants"]) == 4
+    again = httpx.post(server.url + "/admin/experiments/lc/conclude", json={"winner": "alpha"}, headers=ADMIN)
+    assert again.status_code == 409
+    assert main([*cli, "report", "lc"]) == 0
+    assert "experiment lc (concluded, control alpha@v1" in capsys.readouterr().out
+    # stop: the control serves
+    assert main([*cli, "stop", "halt"]) == 0
+    assert chat(server, "halt", user="u").headers["x-adapter"] == "gamma@v1"
+    bad = httpx.post(server.url + "/admin/experiments/halt/conclude", json={"winner": "alpha"}, headers=ADMIN)
+    assert bad.status_code == 409
+    states = {
+        e["experiment"]: e["state"]
+        for e in httpx.get(server.url + "/admin/experiments", headers=ADMIN).json()["experiments"]
+    }
+    assert states["lc"] == "concluded" and states["halt"] == "stopped"
+    assert main([*cli, "delete", "halt"]) == 0 and main([*cli, "report", "halt"]) == 1
+
+
+def test_conclude_refuses_a_winner_that_is_not_a_variant(server: Server):
+    assert put(server, "pick", {"alpha": 1, "beta": 1}).status_code == 200
+    r = httpx.post(server.url + "/admin/experiments/pick/conclude", json={"winner": "gamma"}, headers=ADMIN)
+    assert r.status_code == 400 and "alpha@v1, beta@v1" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/admin/experiments/nope/conclude", json={"winner": "gamma"}, headers=ADMIN)
+    assert r.status_code == 404
+
+
 def samples(server: Server) -> list:
     text = httpx.get(server.url + "/metrics").text
     return [s for family in text_string_to_metric_families(text) for s in family.samples]

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from .experiments.render import table
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -101,90 +103,33 @@ class AdminClient:
     def rollback(self, alias: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/aliases/{alias}/rollback")
 
+    # experiments (`switchboard experiments`, experiments_client.py)
+    def experiments(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/experiments")
+
+    def put_experiment(self, name: str, definition: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", f"/admin/experiments/{name}", definition)
+
     def experiment_report(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/admin/experiments/{name}")
 
+    def conclude(self, name: str, winner: str, alias: str | None = None) -> dict[str, Any]:
+        body = {"winner": winner, **({"alias": alias} if alias else {})}
+        return self._call("POST", f"/admin/experiments/{name}/conclude", body)
 
-def _fail(exc: AdminError) -> int:
+    def stop(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/experiments/{name}/stop")
+
+    def delete_experiment(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/admin/experiments/{name}")
+
+
+def fail(exc: AdminError) -> int:
     if exc.status == 0:
         print(f"switchboard: {exc.message}", file=sys.stderr)
         return 2
     print(f"switchboard: error {exc.status}: {exc.message}", file=sys.stderr)
     return 1
-
-
-def add_experiments_parser(sub: Any) -> None:
-    exp = sub.add_parser("experiments", help="A/B experiments on a running server (admin API)")
-    exp.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL", DEFAULT_URL), help="server URL")
-    exp.add_argument("--admin-key", default=None, help="admin key (default: env SWITCHBOARD_ADMIN_KEY)")
-    cmd = exp.add_subparsers(dest="experiments_command", required=True)
-    report = cmd.add_parser("report", help="per-variant results, significance and a recommendation")
-    report.add_argument("name")
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def render_report(data: dict[str, Any]) -> str:
-    rows = []
-    for v in data["variants"]:
-        ci = v["feedback_interval"]
-        rows.append(
-            [
-                v["variant"],
-                _fmt(v["weight"], 2),
-                str(v["requests"]),
-                str(v["errors"]),
-                str(v["completion_tokens"]),
-                f"{_fmt(v['ttft_p50'])}/{_fmt(v['ttft_p95'])}",
-                f"{_fmt(v['latency_p50'])}/{_fmt(v['latency_p95'])}",
-                f"{_fmt(v['feedback_mean'])} (n={v['feedback_count']})",
-                f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "-",
-            ]
-        )
-    table = _table(
-        rows,
-        [
-            "VARIANT",
-            "WEIGHT",
-            "REQUESTS",
-            "ERRORS",
-            "TOKENS",
-            "TTFT p50/p95 s",
-            "LATENCY p50/p95 s",
-            "FEEDBACK",
-            "ALWAYS-VALID INTERVAL",
-        ],
-    )
-    p = data.get("p_value")
-    verdict = f"p = {p:.4f}" if p is not None else "no test yet"
-    return (
-        f"experiment {data['experiment']} (control {data['control']})\n\n{table}\n\n"
-        f"{data['method']}; {verdict}\n"
-        f"recommendation: {data['recommendation']}"
-    )
-
-
-def run_experiments(args: argparse.Namespace) -> int:
-    try:
-        data = AdminClient(args.url, args.admin_key, timeout=60).experiment_report(args.name)
-    except AdminError as exc:
-        return _fail(exc)
-    print(render_report(data))
-    return 0
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
 
 
 def _render_list(data: dict[str, Any]) -> str:
@@ -201,9 +146,9 @@ def _render_list(data: dict[str, Any]) -> str:
                 if on
             ]
             rows.append([v["ref"], ",".join(flags), str(v["in_flight"]), v["path"]])
-    out = _table(rows, ["ADAPTER", "STATE", "IN-FLIGHT", "PATH"]) if rows else "no adapters"
+    out = table(rows, ["ADAPTER", "STATE", "IN-FLIGHT", "PATH"]) if rows else "no adapters"
     if data["aliases"]:
-        out += "\n\n" + _table(sorted([a, t] for a, t in data["aliases"].items()), ["ALIAS", "TARGET"])
+        out += "\n\n" + table(sorted([a, t] for a, t in data["aliases"].items()), ["ALIAS", "TARGET"])
     out += f"\n\nresident {len(data['resident'])}/{data['max_resident']}"
     return out
 
@@ -228,5 +173,5 @@ def run(args: argparse.Namespace) -> int:
             data = client.rollback(args.alias)
             print(f"{data['alias']} -> {data['target']} (rolled back)")
     except AdminError as exc:
-        return _fail(exc)
+        return fail(exc)
     return 0

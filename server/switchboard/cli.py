@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from . import admin_client
+from . import admin_client, experiments_client
 from .config import Settings, load_settings
 from .registry import transfer
 
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(serve_ray)
 
     admin_client.add_parser(sub)
-    admin_client.add_experiments_parser(sub)
+    experiments_client.add_parser(sub)
     transfer.add_parser(sub)
 
     train = sub.add_parser("train", help="train a LoRA adapter from a YAML config (see docs/training.md)")
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "adapters":
             return admin_client.run(args)
         if args.command == "experiments":
-            return admin_client.run_experiments(args)
+            return experiments_client.run(args)
         if args.command == "registry":
             return transfer.run(args)
         if args.command == "train":

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import RouteRule
-from .experiments import assign, sticky_key
+from .experiments import RUNNING, assign, sticky_key
 from .registry import BASE, AdapterRef, Registry, not_found
 
 ADAPTER_HEADER = "x-adapter"
@@ -53,6 +53,11 @@ class Router:
         if ref is not None:
             return Route(ref)
         experiment = self.registry.experiment(text)
+        if experiment is not None and experiment.state != RUNNING:  # over: its winner (else control) serves
+            ref = self.registry.lookup(experiment.serving)
+            if ref is None:
+                raise not_found("adapter", experiment.serving, self.registry.available(), param=param)
+            return Route(ref)
         if experiment is not None:
             chosen = assign(text, experiment, sticky_key(experiment.sticky, ctx.user, ctx.headers))
             return Route(chosen.ref, text, chosen.variant, chosen.basis)

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from .config import Settings
 from .engine.base import Engine, GenerationOutput, GenerationRequest
 from .engine.residency import Residency
-from .errors import SwitchboardError
-from .experiments import Experiment, ExperimentStats, define
+from .errors import NotFound, SwitchboardError
+from .experiments import CONCLUDED, STOPPED, Experiment, ExperimentStats, define
 from .metrics import Metrics
 from .registry import AdapterRef, Registry
 from .routing import Router
@@ -145,6 +145,35 @@ class Services:
         experiment = await self._change("experiment", apply)
         logger.info("experiment %s: %s", name, experiment.variants)
         return experiment
+
+    async def end_experiment(
+        self, name: str, winner: str | None = None, alias: str | None = None
+    ) -> tuple[Experiment, str | None, str | None]:
+        """Stop experiment `name` (no winner: the control serves its requests from now on) or conclude it
+        with `winner`: in one registry change, the alias it tests (`alias`, else the one it was created
+        with, else the only alias pointing at one of its variants) moves to the winner and the experiment
+        is concluded; its statistics stay for the report. Returns (experiment, alias moved, its previous
+        target)."""
+        experiment = self.registry.experiment(name)
+        if experiment is None:
+            raise NotFound(f"experiment '{name}' not found")
+        if winner is not None:
+            ref = self.registry.lookup(winner)
+            winner = str(ref) if ref is not None and str(ref) in experiment.variants else winner
+            alias = alias or experiment.alias or self._tested_alias(experiment)
+        else:
+            alias = None
+        state = CONCLUDED if winner is not None else STOPPED
+        done, previous = await self._change(
+            "experiment", lambda: self.registry.update_experiment(name, lambda e: e.end(state, winner, alias), alias)
+        )
+        logger.info("experiment %s %s (winner %s; alias %s, was %s)", name, state, winner, alias, previous)
+        return done, alias, previous
+
+    def _tested_alias(self, experiment: Experiment) -> str | None:
+        """The one alias that points at a variant of `experiment` (None if none or several)."""
+        found = [a for a, target in self.registry.aliases().items() if target in experiment.variants]
+        return found[0] if len(found) == 1 else None
 
     async def delete_experiment(self, name: str) -> None:
         await self._change("experiment", lambda: self.registry.delete_experiment(name))

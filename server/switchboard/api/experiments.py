@@ -32,6 +32,7 @@ class ExperimentBody(BaseModel):
     )
     sticky: str = Field(default="user", description=STICKY_HELP)
     alpha: float = Field(default=0.05, description="the most the chance of a false 'promote' may be, read any time")
+    alias: str | None = Field(default=None, description="the alias this experiment tests: conclude moves it")
     planned_n: int | None = Field(
         default=None,
         description="feedback scores per variant planned: once every variant has them, Welch's fixed-horizon "
@@ -47,6 +48,15 @@ class ExperimentBody(BaseModel):
         return ordered
 
 
+class ConcludeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    winner: str = Field(min_length=1, max_length=130, description="the variant to promote (NAME[@VERSION])")
+    alias: str | None = Field(
+        default=None,
+        description="the alias to point at the winner (default: the experiment's, else the one alias on a variant)",
+    )
+
+
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=200)
@@ -56,8 +66,27 @@ class FeedbackBody(BaseModel):
 @admin.put("/{name}")
 async def put_experiment(services: ServicesDep, name: str, body: ExperimentBody) -> JSONResponse:
     experiment = await services.put_experiment(
-        name, body.ordered(), body.sticky, alpha=body.alpha, planned_n=body.planned_n
+        name, body.ordered(), body.sticky, alpha=body.alpha, planned_n=body.planned_n, alias=body.alias
     )
+    return JSONResponse({"experiment": name, **experiment.as_dict()})
+
+
+@admin.get("")
+async def list_experiments(services: ServicesDep) -> JSONResponse:
+    """Every experiment with its state and weights, by name."""
+    experiments = services.registry.experiments()
+    return JSONResponse({"experiments": [{"experiment": n, **experiments[n].as_dict()} for n in sorted(experiments)]})
+
+
+@admin.post("/{name}/conclude")
+async def conclude_experiment(services: ServicesDep, name: str, body: ConcludeBody) -> JSONResponse:
+    experiment, alias, previous = await services.end_experiment(name, body.winner, body.alias)
+    return JSONResponse({"experiment": name, **experiment.as_dict(), "alias": alias, "previous": previous})
+
+
+@admin.post("/{name}/stop")
+async def stop_experiment(services: ServicesDep, name: str) -> JSONResponse:
+    experiment, _, _ = await services.end_experiment(name)
     return JSONResponse({"experiment": name, **experiment.as_dict()})
 
 

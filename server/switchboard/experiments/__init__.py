@@ -3,10 +3,13 @@
 
 from . import sequential
 from .assignment import FALLBACK, Assignment, assign, sticky_key
-from .definitions import STICKY_HELP, Experiment, Sticky, check_sticky, define
+from .definitions import CONCLUDED, RUNNING, STICKY_HELP, STOPPED, Experiment, Sticky, check_sticky, define
 from .stats import ExperimentStats, Outcome
 
 __all__ = [
+    "CONCLUDED",
+    "RUNNING",
+    "STOPPED",
     "FALLBACK",
     "STICKY_HELP",
     "Assignment",

@@ -166,6 +166,10 @@ def report(name: str, experiment: Experiment, data: dict[str, VariantData]) -> d
     recommendation = decision["decision"] + (f" {decision['winner']}" if decision["decision"] == "promote" else "")
     return {
         "experiment": name,
+        "state": experiment.state,
+        "concluded": {"winner": experiment.winner, "alias": experiment.alias, "at": experiment.ended}
+        if experiment.state != "running"
+        else None,
         "sticky": experiment.sticky,
         "alpha": experiment.alpha,
         "planned_n": experiment.planned_n,

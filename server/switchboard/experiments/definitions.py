@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, InvalidRequest
@@ -23,6 +23,7 @@ STICKY_HELP = (
     "user: the OpenAI `user` (else the X-User-Id header) keeps a caller on one variant; none: each request "
     "is drawn at random; header:<Name>: that request header (e.g. header:X-Session-Id) is the key"
 )
+RUNNING, STOPPED, CONCLUDED = "running", "stopped", "concluded"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an HTTP token (RFC 9110)
 
 
@@ -57,6 +58,10 @@ class Experiment:
     updated: float = field(default_factory=time.time)
     alpha: float = 0.05  # the most the report's chance of a false "promote" (or cut-off) may be
     planned_n: int | None = None  # feedback scores per variant planned for a fixed-horizon test, if any
+    alias: str | None = None  # the alias the experiment tests: `conclude` points it at the winner
+    state: str = RUNNING  # running; stopped (the control serves); concluded (the winner serves)
+    winner: str | None = None
+    ended: float | None = None  # when it was stopped or concluded (Unix time)
 
     @property
     def control(self) -> str:
@@ -71,6 +76,10 @@ class Experiment:
             "updated": self.updated,
             "alpha": self.alpha,
             "planned_n": self.planned_n,
+            "alias": self.alias,
+            "state": self.state,
+            "winner": self.winner,
+            "ended": self.ended,
         }
 
     @classmethod
@@ -85,7 +94,27 @@ class Experiment:
             data["updated"],
             float(data.get("alpha", 0.05)),
             int(planned) if planned is not None else None,
+            data.get("alias"),
+            data.get("state", RUNNING),
+            data.get("winner"),
+            data.get("ended"),
         )
+
+    @property
+    def serving(self) -> str:
+        """The variant every request gets once the experiment is over: the winner, else the control."""
+        return self.winner or self.control
+
+    def end(self, state: str, winner: str | None = None, alias: str | None = None) -> Experiment:
+        """This experiment stopped (the control serves) or concluded with `winner` (which then serves),
+        with `alias` as the alias it moved."""
+        if self.state != RUNNING:
+            raise Conflict(f"the experiment is {self.state} already; PUT it again to restart it")
+        if winner is not None and winner not in self.variants:
+            raise InvalidRequest(
+                f"winner {winner!r} is not a variant; the variants: {', '.join(self.variants)}", param="winner"
+            )
+        return replace(self, state=state, winner=winner, ended=time.time(), alias=alias or self.alias)
 
 
 def define(
@@ -96,6 +125,7 @@ def define(
     *,
     alpha: float = 0.05,
     planned_n: int | None = None,
+    alias: str | None = None,
 ) -> Experiment:
     """Validate a definition against the registry: every variant resolves to one concrete version now
     (a bare name means its current version), so the experiment never moves when a name gets a new one.
@@ -108,6 +138,8 @@ def define(
         raise InvalidRequest(f"planned_n must be at least 2 scores per variant; got {planned_n}", param="planned_n")
     if registry.lookup(name) is not None:
         raise Conflict(f"'{name}' is an adapter or alias; an experiment needs its own name", param="name")
+    if alias is not None and alias not in registry.aliases():
+        raise not_found("alias", alias, sorted(registry.aliases()), param="alias")
     if not variants:
         raise InvalidRequest("an experiment needs at least one variant", param="variants")
     resolved: dict[str, float] = {}
@@ -120,4 +152,4 @@ def define(
         resolved[str(ref)] = resolved.get(str(ref), 0.0) + float(weight)
     if sum(resolved.values()) <= 0:
         raise InvalidRequest("variant weights must not all be 0", param="variants")
-    return Experiment(resolved, sticky, alpha=alpha, planned_n=planned_n)
+    return Experiment(resolved, sticky, alpha=alpha, planned_n=planned_n, alias=alias)

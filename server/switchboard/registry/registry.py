@@ -364,6 +364,28 @@ class Registry:
 
         self._commit(change)
 
+    def update_experiment(
+        self, name: str, update: Callable[[Experiment], Experiment], alias: str | None = None
+    ) -> tuple[Experiment, str | None]:
+        """Replace experiment `name` by `update(its latest definition)` in one commit; with `alias`, point
+        that alias at the updated experiment's winner in the same commit (a conclusion: all or nothing).
+        Returns the updated experiment and the alias's previous target."""
+
+        def change() -> tuple[Experiment, str | None]:
+            if name not in self._experiments:
+                raise NotFound(f"experiment '{name}' not found")
+            updated = update(self._experiments[name])
+            previous = None
+            if alias is not None and updated.winner is not None:
+                ref = self.lookup(updated.winner)
+                if ref is None:
+                    raise not_found("winner", updated.winner, self.available(), param="winner")
+                previous = self._set_alias(alias, ref)
+            self._experiments[name] = updated
+            return updated, previous
+
+        return self._commit(change)
+
     def delete_experiment(self, name: str) -> None:
         def change() -> None:
             if name not in self._experiments:
