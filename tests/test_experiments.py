@@ -111,6 +111,10 @@ def test_feedback_and_report_with_significance(server: Server):
     assert report["significant"] and report["p_value"] < 0.05 and report["control"] == "alpha@v1"
     assert report["decision"] == "promote" and report["winner"] == "gamma@v1" and "always-valid" in report["method"]
     assert report["recommendation"].startswith("promote gamma@v1")
+    md = httpx.get(server.url + "/admin/experiments/quality?format=markdown", headers=ADMIN)
+    assert md.headers["content-type"].startswith("text/markdown") and "**decision: promote**" in md.text
+    text = httpx.get(server.url + "/admin/experiments/quality?format=text", headers=ADMIN).text
+    assert text.startswith("experiment quality (running, control alpha@v1") and "why: gamma@v1 scores" in text
 
     import os
 

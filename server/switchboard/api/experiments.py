@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import NotFound
 from ..experiments import STICKY_HELP
+from ..experiments.render import render
 from ..registry import served_by
 from .auth import InferenceKey, require_admin
 from .deps import ServicesDep
@@ -90,13 +92,23 @@ async def stop_experiment(services: ServicesDep, name: str) -> JSONResponse:
     return JSONResponse({"experiment": name, **experiment.as_dict()})
 
 
-@admin.get("/{name}")
-async def get_experiment(services: ServicesDep, name: str) -> JSONResponse:
+@admin.get("/{name}", response_model=None)
+async def get_experiment(
+    services: ServicesDep,
+    name: str,
+    format: Literal["json", "text", "markdown"] = Query(
+        default="json", description="json, or the readable report as text/plain or text/markdown"
+    ),
+) -> JSONResponse | PlainTextResponse:
     experiment = services.registry.experiment(name)
     if experiment is None:
         raise NotFound(f"experiment '{name}' not found")
     # off the event loop: with a shared registry the report reads PostgreSQL
-    return JSONResponse(await asyncio.to_thread(services.experiments.report, name, experiment))
+    report = await asyncio.to_thread(services.experiments.report, name, experiment)
+    if format == "json":
+        return JSONResponse(report)
+    media = "text/markdown" if format == "markdown" else "text/plain"
+    return PlainTextResponse(render(report, format), media_type=f"{media}; charset=utf-8")
 
 
 @admin.delete("/{name}")
