@@ -273,6 +273,7 @@ def test_dashboard_covers_the_issue(exposed):  # noqa: F811
         "switchboard_registry_changes_total",
         "switchboard_feedback_score_total",
         "switchboard_feedback_total",
+        "switchboard_experiment_guardrail_events_total",
     ]:
         assert name in exposed, f"the server no longer exposes {name}"
         assert name in text, f"no panel shows {name}"

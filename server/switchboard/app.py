@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -137,11 +138,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             watcher = AdapterDirWatcher(services, adapter_dir, settings.watch_interval_s)
             watcher.start()
         services.ready = True
+        guardrails = asyncio.create_task(services.watch_guardrails())
         logger.info("serving %s with %d adapters", settings.base_model_id, len(registry.names()))
         try:
             yield
         finally:
             services.ready = False
+            guardrails.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await guardrails
             follow()
             await asyncio.to_thread(services.experiments.close)
             if watcher is not None:

@@ -25,6 +25,8 @@ def add_parser(sub: Any) -> None:
     create.add_argument("--alias", help="the alias the experiment tests (conclude points it at the winner)")
     create.add_argument("--alpha", type=float, default=0.05, help="the most a false 'promote' may be (0.05)")
     create.add_argument("--planned-n", type=int, help="feedback scores per variant for Welch's fixed-horizon test")
+    for flag, text in GUARDRAIL_FLAGS.items():
+        create.add_argument(f"--{flag.replace('_', '-')}", type=float, dest=flag, help=text)
     report = cmd.add_parser("report", help="per-variant results, the comparisons with the control and the decision")
     report.add_argument("name")
     report.add_argument("--format", choices=FORMATS, default="text")
@@ -34,6 +36,13 @@ def add_parser(sub: Any) -> None:
     conclude.add_argument("--alias", help="the alias to move (default: the experiment's)")
     for verb, text in (("stop", "stop it: the control serves its requests"), ("delete", "delete it and its report")):
         cmd.add_parser(verb, help=text).add_argument("name")
+
+
+GUARDRAIL_FLAGS = {
+    "max_error_rate_increase": "guardrail: cut a variant whose error rate exceeds the control's by more (0-1)",
+    "max_latency_p95_ratio": "guardrail: cut a variant whose p95 latency is above this many times the control's",
+    "max_feedback_drop": "guardrail: cut a variant whose mean feedback is this much below the control's",
+}
 
 
 def parse_variants(items: list[str]) -> dict[str, float]:
@@ -79,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
                 **({"alias": args.alias} if args.alias else {}),
                 **({"planned_n": args.planned_n} if args.planned_n else {}),
             }
+            limits = {k: getattr(args, k) for k in GUARDRAIL_FLAGS if getattr(args, k) is not None}
+            if limits:
+                definition["guardrails"] = limits
             data = client.put_experiment(args.name, definition)
             weights = ", ".join(f"{v['variant']}={v['weight']:g}" for v in data["variants"])
             print(f"experiment {args.name}: {weights} (control {data['control']}, sticky {data['sticky']})")

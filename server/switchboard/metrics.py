@@ -187,6 +187,12 @@ class Metrics:
         )
         self.feedback = Counter("switchboard_feedback", "Feedback scores received.", LABELS, registry=r)
         self.feedback_score = Counter("switchboard_feedback_score", "Sum of feedback scores.", LABELS, registry=r)
+        self.guardrail_events = Counter(
+            "switchboard_experiment_guardrail_events",
+            "Experiment variants cut off by a guardrail (weight 0), by guardrail: error_rate, latency_p95, feedback.",
+            ["experiment", "variant", "guardrail"],
+            registry=r,
+        )
         self.engine_info = Info(
             "switchboard_engine",
             "What computes: engine, device, dtype (auto resolved), quantize, and the CPU's model, kernel level, "

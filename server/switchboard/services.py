@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import faults
 from .config import Settings
 from .engine.base import Engine, GenerationOutput, GenerationRequest
 from .engine.residency import Residency
 from .errors import NotFound, SwitchboardError
-from .experiments import CONCLUDED, STOPPED, Experiment, ExperimentStats, define
+from .experiments import CONCLUDED, RUNNING, STOPPED, Experiment, ExperimentStats, define
+from .faults import Fault
 from .metrics import Metrics
 from .registry import AdapterRef, Registry
 from .routing import Router
@@ -29,6 +31,7 @@ from .validation import BaseModelInfo, check_fits, read_adapter, validate_adapte
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+GUARDRAIL_INTERVAL_S = 1.0  # how often each replica checks the running experiments' guardrails
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Services:
     base_info: BaseModelInfo
     metrics: Metrics
     experiments: ExperimentStats
+    faults: dict[str, Fault] = field(default_factory=faults.load)  # tests only (faults.py)
     started_at: int = field(default_factory=lambda: int(time.time()))
     ready: bool = False
     draining: bool = False  # SIGTERM: /ready is 503 and new inference requests too; in-flight ones finish
@@ -175,6 +179,51 @@ class Services:
         found = [a for a, target in self.registry.aliases().items() if target in experiment.variants]
         return found[0] if len(found) == 1 else None
 
+    async def check_guardrails(self) -> int:
+        """Cut off every variant that crossed a guardrail of its running experiment (the report's
+        `guardrails.crossing`, from the statistics every replica shares): weight 0, recorded with the reason
+        and time in one registry change, logged and counted. Returns how many this call cut off."""
+        done = 0
+        for name, experiment in self.registry.experiments().items():
+            if experiment.state != RUNNING or experiment.guardrails is None:
+                continue
+            report = await asyncio.to_thread(self.experiments.report, name, experiment)
+            for crossing in report["guardrails"]["crossing"]:
+                variant, guardrail, reason = crossing["variant"], crossing["guardrail"], crossing["reason"]
+                if await self._cut_off(name, variant, guardrail, reason):
+                    done += 1
+                    self.metrics.guardrail_events.labels(name, variant, guardrail).inc()
+                    logger.warning(
+                        "experiment %s: variant %s cut off by guardrail %s: %s", name, variant, guardrail, reason
+                    )
+        return done
+
+    async def _cut_off(self, name: str, variant: str, guardrail: str, reason: str) -> bool:
+        """One registry change: `variant` of experiment `name` cut off; False if it was already (another
+        replica was first)."""
+
+        def apply() -> bool:
+            newly: list[bool] = []
+
+            def update(experiment: Experiment) -> Experiment:
+                updated = experiment.cut_off(variant, guardrail, reason)
+                newly.append(updated is not experiment)
+                return updated
+
+            self.registry.update_experiment(name, update)
+            return newly[-1]
+
+        return await self._change("guardrail", apply)
+
+    async def watch_guardrails(self, interval_s: float = GUARDRAIL_INTERVAL_S) -> None:
+        """Check the guardrails every `interval_s` seconds until cancelled (started by the app)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.check_guardrails()
+            except SwitchboardError as exc:  # e.g. the shared registry is down: try again next time
+                logger.warning("guardrails not checked: %s", exc.message)
+
     async def delete_experiment(self, name: str) -> None:
         await self._change("experiment", lambda: self.registry.delete_experiment(name))
         logger.info("experiment %s deleted", name)
@@ -213,6 +262,8 @@ class Services:
     # ------------------------------------------------------------------ serving
     async def generate(self, ref: AdapterRef | None, gen: GenerationRequest) -> AsyncIterator[GenerationOutput]:
         """The engine's stream for `gen`, holding `ref` resident (and reloading it if evicted) throughout."""
+        if self.faults and ref is not None:
+            await faults.inject(self.faults, str(ref))
         async with self.residency.lease(ref):
             self.inflight.add(gen.request_id)
             try:

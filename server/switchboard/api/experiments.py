@@ -26,6 +26,20 @@ class VariantWeight(BaseModel):
     weight: float
 
 
+class GuardrailsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_error_rate_increase: float | None = Field(
+        default=None, ge=0, le=1, description="cut a variant whose error rate exceeds the control's by more (0-1)"
+    )
+    max_latency_p95_ratio: float | None = Field(
+        default=None, ge=1, description="cut a variant whose p95 latency is above this many times the control's"
+    )
+    max_feedback_drop: float | None = Field(
+        default=None, ge=0, description="cut a variant whose mean feedback is lower than the control's by more"
+    )
+    min_requests: int = Field(default=20, ge=1, description="requests on both sides before a guardrail may act")
+
+
 class ExperimentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     variants: dict[str, float] | list[VariantWeight] = Field(
@@ -35,6 +49,9 @@ class ExperimentBody(BaseModel):
     sticky: str = Field(default="user", description=STICKY_HELP)
     alpha: float = Field(default=0.05, description="the most the chance of a false 'promote' may be, read any time")
     alias: str | None = Field(default=None, description="the alias this experiment tests: conclude moves it")
+    guardrails: GuardrailsBody | None = Field(
+        default=None, description="limits relative to the control; a variant that crosses one is cut off"
+    )
     planned_n: int | None = Field(
         default=None,
         description="feedback scores per variant planned: once every variant has them, Welch's fixed-horizon "
@@ -68,7 +85,13 @@ class FeedbackBody(BaseModel):
 @admin.put("/{name}")
 async def put_experiment(services: ServicesDep, name: str, body: ExperimentBody) -> JSONResponse:
     experiment = await services.put_experiment(
-        name, body.ordered(), body.sticky, alpha=body.alpha, planned_n=body.planned_n, alias=body.alias
+        name,
+        body.ordered(),
+        body.sticky,
+        alpha=body.alpha,
+        planned_n=body.planned_n,
+        alias=body.alias,
+        guardrails=body.guardrails.model_dump() if body.guardrails else None,
     )
     return JSONResponse({"experiment": name, **experiment.as_dict()})
 

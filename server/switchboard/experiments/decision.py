@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import sequential
+from . import guardrails, sequential
 from .definitions import Experiment
 
 
@@ -45,6 +45,7 @@ class VariantData:
     counts: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     times: tuple[float | None, float | None, float | None, float | None] = (None, None, None, None)
     feedback: Summary = field(default_factory=Summary)
+    latency: dict[int, int] = field(default_factory=dict)  # successful requests per guardrails.BUCKETS bucket
 
 
 def horizon(experiment: Experiment) -> float:
@@ -83,6 +84,7 @@ def row(variant: str, experiment: Experiment, data: VariantData) -> dict[str, An
         "feedback_count": fb.n,
         "feedback_mean": fb.mean,
         "feedback_interval": interval,
+        "cut": experiment.cut.get(variant),
     }
 
 
@@ -129,6 +131,7 @@ def decide(experiment: Experiment, items: list[dict[str, Any]]) -> dict[str, Any
     when every other variant is shown worse; else keep running."""
     fixed = bool(items) and all("fixed_horizon" in item for item in items)
     verdicts = {item["variant"]: (item["fixed_horizon"] if fixed else item)["verdict"] for item in items}
+    verdicts.update({v: "cut off" for v in experiment.cut if v in verdicts})  # a guardrail removed it
     k = len(items)
     if fixed:
         how = f"Welch's t-test at the planned {experiment.planned_n} scores per variant (fixed horizon)"
@@ -147,8 +150,8 @@ def decide(experiment: Experiment, items: list[dict[str, Any]]) -> dict[str, Any
             f" (always-valid interval {item['interval'][0]:+.3f} .. {item['interval'][1]:+.3f})" if not fixed else ""
         )
         return {**base, "decision": "promote", "winner": winner, "reason": reason}
-    if all(v == "worse" for v in verdicts.values()):
-        reason = f"every other variant scores lower than {experiment.control}"
+    if all(v in ("worse", "cut off") for v in verdicts.values()):
+        reason = f"every other variant scores lower than {experiment.control} or was cut off by a guardrail"
         return {**base, "decision": "keep the control", "winner": experiment.control, "reason": reason}
     short = [v for v, verdict in verdicts.items() if verdict == "not enough feedback"]
     if short:
@@ -175,6 +178,11 @@ def report(name: str, experiment: Experiment, data: dict[str, VariantData]) -> d
         "planned_n": experiment.planned_n,
         "variants": [row(v, experiment, d) for v, d in data.items()],
         **decision,
+        "guardrails": {
+            "limits": experiment.guardrails.as_dict() if experiment.guardrails else None,
+            "events": [{"variant": v, **record} for v, record in experiment.cut.items()],
+            "crossing": guardrails.check(experiment, data) if experiment.state == "running" else [],
+        },
         "significant": decision["decision"] != "keep running",
         "p_value": best,
         "recommendation": f"{recommendation}: {decision['reason']}",

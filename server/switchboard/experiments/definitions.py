@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, InvalidRequest
 from ..registry.refs import check_name, not_found
+from .guardrails import Guardrails
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -62,6 +63,9 @@ class Experiment:
     state: str = RUNNING  # running; stopped (the control serves); concluded (the winner serves)
     winner: str | None = None
     ended: float | None = None  # when it was stopped or concluded (Unix time)
+    guardrails: Guardrails | None = None
+    # variants a guardrail cut off (weight 0): variant -> {guardrail, reason, at (Unix time), weight (before)}
+    cut: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def control(self) -> str:
@@ -80,6 +84,8 @@ class Experiment:
             "state": self.state,
             "winner": self.winner,
             "ended": self.ended,
+            "guardrails": self.guardrails.as_dict() if self.guardrails else None,
+            "cut": {v: dict(record) for v, record in self.cut.items()},
         }
 
     @classmethod
@@ -98,12 +104,21 @@ class Experiment:
             data.get("state", RUNNING),
             data.get("winner"),
             data.get("ended"),
+            Guardrails.of(data.get("guardrails")),
+            {str(v): dict(record) for v, record in (data.get("cut") or {}).items()},
         )
 
     @property
     def serving(self) -> str:
         """The variant every request gets once the experiment is over: the winner, else the control."""
         return self.winner or self.control
+
+    def cut_off(self, variant: str, guardrail: str, reason: str) -> Experiment:
+        """This experiment with `variant` cut off by `guardrail` (weight 0, recorded); unchanged if it was."""
+        if variant in self.cut or variant not in self.variants or self.state != RUNNING:
+            return self
+        record = {"guardrail": guardrail, "reason": reason, "at": time.time(), "weight": self.variants[variant]}
+        return replace(self, variants={**self.variants, variant: 0.0}, cut={**self.cut, variant: record})
 
     def end(self, state: str, winner: str | None = None, alias: str | None = None) -> Experiment:
         """This experiment stopped (the control serves) or concluded with `winner` (which then serves),
@@ -126,6 +141,7 @@ def define(
     alpha: float = 0.05,
     planned_n: int | None = None,
     alias: str | None = None,
+    guardrails: dict[str, Any] | None = None,
 ) -> Experiment:
     """Validate a definition against the registry: every variant resolves to one concrete version now
     (a bare name means its current version), so the experiment never moves when a name gets a new one.
@@ -152,4 +168,5 @@ def define(
         resolved[str(ref)] = resolved.get(str(ref), 0.0) + float(weight)
     if sum(resolved.values()) <= 0:
         raise InvalidRequest("variant weights must not all be 0", param="variants")
-    return Experiment(resolved, sticky, alpha=alpha, planned_n=planned_n, alias=alias)
+    limits = Guardrails.of(guardrails)
+    return Experiment(resolved, sticky, alpha=alpha, planned_n=planned_n, alias=alias, guardrails=limits)

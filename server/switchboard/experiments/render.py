@@ -4,6 +4,7 @@ and `switchboard experiments report`."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 FORMATS = ("json", "text", "markdown")
@@ -40,6 +41,7 @@ def _variant_rows(data: dict[str, Any]) -> list[list[str]]:
     rows = []
     for v in data["variants"]:
         name = v["variant"] + (" (control)" if v["variant"] == data["control"] else "")
+        name += " (cut off)" if v.get("cut") else ""
         rows.append(
             [
                 name,
@@ -86,6 +88,9 @@ def render(data: dict[str, Any], fmt: str = "text") -> str:
     bullet = "- " if md else ""
     out.append(f"{bullet}**decision: {data['decision']}**" if md else f"decision: {data['decision']}")
     out.append(f"{bullet}why: {data['reason']}")
+    for event in data.get("guardrails", {}).get("events", []):
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(event["at"]))
+        out.append(f"{bullet}cut off by guardrail {event['guardrail']} at {at}: {event['variant']}: {event['reason']}")
     if data.get("concluded"):
         c = data["concluded"]
         out.append(f"{bullet}{data['state']}: winner {c['winner'] or '-'}, alias {c['alias'] or '-'}")

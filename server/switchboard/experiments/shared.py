@@ -22,6 +22,7 @@ from ..errors import NotFound, RegistryUnavailable
 from ..registry.refs import AdapterRef
 from .decision import Summary, VariantData, report
 from .definitions import Experiment
+from .guardrails import BUCKETS, bucket_of
 from .stats import Counts, ExperimentStats, Outcome
 
 if TYPE_CHECKING:
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
     from ..routing import Route
 
 logger = logging.getLogger(__name__)
-
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, math.inf)  # seconds, upper bounds
-
-
-def bucket_of(seconds: float) -> int:
-    return next(i for i, bound in enumerate(BUCKETS) if seconds <= bound)
 
 
 def bucket_percentile(counts: dict[int, int], q: float) -> float | None:
@@ -153,6 +148,7 @@ class SharedExperimentStats(ExperimentStats):
                     bucket_percentile(buckets[(variant, "latency")], 0.95),
                 ),
                 Summary(int(n), float(total), float(sumsq)),
+                dict(buckets[(variant, "latency")]),
             )
         return report(name, experiment, data)
 

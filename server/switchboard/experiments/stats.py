@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotFound
 from .decision import Summary, VariantData, report
 from .definitions import Experiment
+from .guardrails import bucket_of
 
 if TYPE_CHECKING:
     from ..routing import Route
@@ -61,6 +62,7 @@ class VariantStats(Counts):
     ttft: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     scores: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    latency_buckets: dict[int, int] = field(default_factory=dict)
 
 
 def percentile(values: deque[float], q: float) -> float | None:
@@ -90,6 +92,8 @@ class ExperimentStats:
                 stats.ttft.append(outcome.ttft)
             if outcome.latency is not None:
                 stats.latency.append(outcome.latency)
+                index = bucket_of(outcome.latency)
+                stats.latency_buckets[index] = stats.latency_buckets.get(index, 0) + 1
 
     def remember(self, completion_id: str, route: Route) -> None:
         """Which route served `completion_id`, so feedback on it counts for that variant."""
@@ -114,5 +118,6 @@ class ExperimentStats:
             for variant in experiment.variants:
                 s = self._stats.get((name, variant), VariantStats())
                 q = [percentile(d, p) for d in (s.ttft, s.latency) for p in (0.5, 0.95)]
-                data[variant] = VariantData(s.as_tuple(), (q[0], q[1], q[2], q[3]), Summary.of_scores(list(s.scores)))
+                scores = Summary.of_scores(list(s.scores))
+                data[variant] = VariantData(s.as_tuple(), (q[0], q[1], q[2], q[3]), scores, dict(s.latency_buckets))
         return report(name, experiment, data)
