@@ -187,6 +187,21 @@ def test_conclude_refuses_a_winner_that_is_not_a_variant(server: Server):
     assert r.status_code == 404
 
 
+def test_the_walkthrough_of_docs_experiments_runs(server: Server, root: Path):
+    import runpy
+
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "ab_test.py"
+    report = runpy.run_path(str(example))["main"](server.url, "sk-admin", str(root / "alpha"), str(root / "beta"))
+    assert report["decision"] == "promote" and report["winner"] == "greeter@v2"
+    adapters = httpx.get(server.url + "/admin/adapters", headers=ADMIN).json()
+    assert adapters["aliases"]["greeter-prod"] == "greeter@v2"
+    listed = {
+        e["experiment"]: e["state"]
+        for e in httpx.get(server.url + "/admin/experiments", headers=ADMIN).json()["experiments"]
+    }
+    assert listed["greeter-ab"] == "concluded"
+
+
 def samples(server: Server) -> list:
     text = httpx.get(server.url + "/metrics").text
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
