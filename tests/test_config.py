@@ -104,4 +104,5 @@ def test_bundled_yaml_configs_load():
         load_settings(path)
     bundled = load_settings(REPO / "adapters" / "switchboard.yaml")
     assert bundled.default_adapter == "shop"
+    assert bundled.console  # make serve opens the console at /console/
     assert {r.adapter for r in bundled.routes} == {"pre-sales", "after-sales", "marketing"}

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import admin, experiments, health, openai, vllm_compat
+from .api import admin, console, experiments, health, openai, vllm_compat
 from .api.errors import BodyLimitMiddleware, install_error_handlers
 from .config import Settings
 from .engine import build_engine
@@ -158,6 +158,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, admin, experiments, vllm_compat, openai):
         app.include_router(module.router)
+    if settings.console:
+        app.include_router(console.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     if settings.cors_origins:  # off unless configured: the keys are bearer tokens, never cookies
         app.add_middleware(

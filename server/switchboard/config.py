@@ -202,6 +202,11 @@ class Settings(BaseSettings):
         description="Completion tokens when a request sets no max_tokens (capped by context).",
     )
     max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Largest request body; beyond it: 413.")
+    console: bool = Field(
+        default=False,
+        description="Serve the web console at /console (playground, registry, experiments, traffic); it calls the "
+        "same API with the same keys, so it opens nothing the keys do not.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
     drain_delay_s: float = Field(
         default=5.0,

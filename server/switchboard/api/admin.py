@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -30,6 +33,18 @@ class AliasBody(BaseModel):
     target: str = Field(min_length=1, max_length=130, description="name@version, or a name (its current version)")
 
 
+MANIFEST_FIELDS = ("base_model", "base_model_hash", "data", "metrics", "created")
+
+
+def manifest_summary(path: str) -> dict[str, Any] | None:
+    """What the trainer's manifest.json says of a version (base, data hash, losses, training time), or None."""
+    try:
+        manifest = json.loads((Path(path) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: manifest[k] for k in MANIFEST_FIELDS if k in manifest} if isinstance(manifest, dict) else None
+
+
 def adapters_view(services: Services) -> dict[str, Any]:
     residency = services.residency
     resident = set(residency.resident())
@@ -38,17 +53,29 @@ def adapters_view(services: Services) -> dict[str, Any]:
         for version in adapter["versions"]:
             version["resident"] = version["ref"] in resident
             version["in_flight"] = residency.in_flight(version["ref"])
+            version["load_s"] = residency.load_s.get(version["ref"]) if version["resident"] else None
     return {
         "adapters": adapters,
         "aliases": services.registry.aliases(),
+        "alias_history": services.registry.alias_history(),
+        "experiments": sorted(services.registry.experiments()),
         "resident": sorted(resident),
         "max_resident": residency.max_resident,
+        "adapter_roots": [str(p) for p in services.settings.effective_adapter_roots()],
     }
+
+
+def add_manifests(view: dict[str, Any]) -> dict[str, Any]:
+    for adapter in view["adapters"]:
+        for version in adapter["versions"]:
+            version["manifest"] = manifest_summary(version["path"])
+    return view
 
 
 @router.get("/adapters")
 async def list_adapters(services: ServicesDep) -> JSONResponse:
-    return JSONResponse(adapters_view(services))
+    # the manifests are read from disk, off the event loop
+    return JSONResponse(await asyncio.to_thread(add_manifests, adapters_view(services)))
 
 
 @router.post("/adapters", status_code=201)

@@ -40,6 +40,7 @@ class Residency:
         self.loads = 0
         self.evictions = 0
         self.last_load_s = 0.0
+        self.load_s: dict[str, float] = {}  # seconds each resident key's last load took
         self._background: set[asyncio.Task] = set()
 
     def resident(self) -> list[str]:
@@ -91,6 +92,7 @@ class Residency:
             started = time.perf_counter()
             await self.engine.add_adapter(key, self._paths[key])
             self.last_load_s = time.perf_counter() - started
+            self.load_s[key] = self.last_load_s
             self._lru[key] = None
             self.loads += 1
             self._on_change("load", key)

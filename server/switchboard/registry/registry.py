@@ -147,6 +147,11 @@ class Registry:
         with self._lock:
             return dict(self._aliases)
 
+    def alias_history(self) -> dict[str, list[str]]:
+        """Each alias's earlier targets, oldest first (what rollback walks back through)."""
+        with self._lock:
+            return {k: list(v) for k, v in self._alias_history.items() if k in self._aliases}
+
     def refs(self) -> list[AdapterRef]:
         with self._lock:
             return [AdapterRef(e.name, v) for e in self._adapters.values() for v in e.versions]

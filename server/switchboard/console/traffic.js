@@ -1,0 +1,4 @@
+// Not built yet.
+export function init() {}
+export function show() {}
+export function hide() {}

@@ -1,0 +1,116 @@
+"""The console in a real headless browser (Debian's Chromium under Playwright) against the real server on
+the tiny model: answers stream side by side, model output is text, a wrong key is an error in words.
+Each page's screenshot lands in docs/console/ (the README shows them)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .browser_support import ADMIN_KEY, INFERENCE_KEY, launch, open_console, screenshot
+from .conftest import Server, ServerFactory
+
+# records, per column, each time its answer's length changed: [ms since page load, length]
+WATCH_GROWTH = """() => {
+  window.growth = {};
+  const columns = document.querySelector('#play-columns');
+  new MutationObserver(() => {
+    for (const column of columns.querySelectorAll('.column')) {
+      const seen = (window.growth[column.dataset.target] ||= []);
+      const length = column.querySelector('.answer').textContent.length;
+      if (!seen.length || seen[seen.length - 1][1] !== length) seen.push([performance.now(), length]);
+    }
+  }).observe(columns, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch()
+
+
+@pytest.fixture(scope="module")
+def console_server(serve_module: ServerFactory, root: Path) -> Server:
+    return serve_module(
+        "--console",
+        "--api-key",
+        INFERENCE_KEY,
+        adapter_dir=root,
+        adapter_root=root,
+        admin_key=ADMIN_KEY,
+        max_model_len=256,
+    )
+
+
+def ask(tab: Any, targets: list[str], message: str, extra: dict[str, Any], max_tokens: int = 64) -> None:
+    for i, target in enumerate([*targets, "", "", ""][:4]):
+        tab.locator(".target").nth(i).fill(target)
+    tab.fill("#play-message", message)
+    tab.fill("#play-max-tokens", str(max_tokens))
+    tab.fill("#play-extra", json.dumps(extra))
+    tab.click("#play-send")
+
+
+def wait_answered(tab: Any, count: int, timeout_ms: float = 60_000) -> list[Any]:
+    # a function, not an expression: the console's CSP forbids eval, and Playwright evaluates strings with it
+    tab.wait_for_function(
+        "(count) => document.querySelectorAll('.column .stats').length === count && "
+        "[...document.querySelectorAll('.column .stats')].every(s => /tokens\\/s|error/.test(s.textContent))",
+        arg=count,
+        timeout=timeout_ms,
+    )
+    return tab.locator(".column").all()
+
+
+def test_playground_streams_two_adapters_side_by_side(browser: Any, console_server: Server):
+    tab = open_console(browser, console_server.url)
+    tab.wait_for_function("() => document.querySelectorAll('#target-list option').length > 3")
+    tab.evaluate(WATCH_GROWTH)
+    ask(tab, ["alpha", "beta"], "Hello! 你好", {"ignore_eos": True, "temperature": 0}, max_tokens=200)
+    columns = wait_answered(tab, 2)
+    growth = tab.evaluate("window.growth")
+    assert set(growth) == {"alpha", "beta"}
+    for target, seen in growth.items():
+        lengths = [length for _, length in seen]
+        assert len(lengths) >= 4, f"{target}: the answer came in {len(lengths)} steps, not streamed: {seen}"
+        assert lengths == sorted(lengths), f"{target}: the answer shrank: {seen}"
+    # side by side: each column was growing while the other was
+    assert max(seen[0][0] for seen in growth.values()) < min(seen[-1][0] for seen in growth.values())
+    for column, target in zip(columns, ("alpha", "beta"), strict=True):
+        assert column.locator("h3").inner_text().startswith(target)
+        assert f"{target}@v1" in column.locator(".served").inner_text()  # the X-Adapter header
+        stats = column.locator(".stats").inner_text()
+        assert "TTFT" in stats and "200 tokens" in stats and "finish: length" in stats
+        assert "你好" in column.locator(".msg.user").inner_text()
+    assert tab.locator("#play-history li").count() == 1
+    screenshot(tab, "playground")
+    assert not tab.errors
+
+
+def test_html_in_model_output_is_shown_as_text(browser: Any, console_server: Server):
+    """The tiny model is made to write HTML (and Chinese) by a JSON schema whose only string it may write is that."""
+    html = "<img src=x onerror=window.pwned=1><svg onload=window.pwned=2></svg> 你好，世界"
+    schema = {"type": "object", "properties": {"html": {"const": html}}, "required": ["html"]}
+    schema["additionalProperties"] = False  # else the model may go on with keys of its own
+    extra = {"response_format": {"type": "json_schema", "json_schema": {"name": "page", "schema": schema}}}
+    tab = open_console(browser, console_server.url)
+    ask(tab, ["alpha", "base"], "Write HTML", extra, max_tokens=200)
+    columns = wait_answered(tab, 2, timeout_ms=120_000)
+    for column in columns:
+        answer = column.locator(".answer")
+        assert json.loads(answer.inner_text()) == {"html": html}
+        assert answer.locator("img, svg").count() == 0
+    assert tab.evaluate("window.pwned") is None
+    assert not tab.errors
+
+
+def test_a_wrong_admin_key_is_an_error_in_words(browser: Any, console_server: Server):
+    tab = open_console(browser, console_server.url, page="registry", admin_key="not-the-key")
+    tab.wait_for_selector("#banner:not([hidden])")
+    assert "invalid admin key" in tab.inner_text("#banner")
+    assert tab.evaluate("sessionStorage.getItem('switchboard.adminKey')") == "not-the-key"
+    assert not tab.errors
