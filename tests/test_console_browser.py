@@ -5,6 +5,7 @@ Each page's screenshot lands in docs/console/ (the README shows them)."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,4 +114,57 @@ def test_a_wrong_admin_key_is_an_error_in_words(browser: Any, console_server: Se
     tab.wait_for_selector("#banner:not([hidden])")
     assert "invalid admin key" in tab.inner_text("#banner")
     assert tab.evaluate("sessionStorage.getItem('switchboard.adminKey')") == "not-the-key"
+    assert not tab.errors
+
+
+def test_register_shows_the_new_version_without_a_reload(browser: Any, console_server: Server, root: Path):
+    shutil.copytree(root / "beta", root / "gamma-next")  # other files: identical ones are a retry of v1
+    tab = open_console(browser, console_server.url, page="registry")
+    tab.wait_for_selector('tr[data-ref="gamma@v1"]')
+    tab.evaluate("() => { window.notReloaded = true; }")
+    tab.fill("#reg-name", "gamma")
+    tab.fill("#reg-path", str(root / "gamma-next"))
+    tab.click("#reg-form button[type=submit]")
+    tab.wait_for_selector('tr[data-ref="gamma@v2"]')
+    assert tab.evaluate("window.notReloaded") is True
+    assert "registered gamma@v2" in tab.inner_text("#banner")
+    row = tab.locator('tr[data-ref="gamma@v2"]')
+    assert "current" in row.inner_text() and "loaded" in row.inner_text()
+    screenshot(tab, "registry")
+    # and removed again, after the confirmation
+    row.locator("button", has_text="Remove").click()
+    tab.wait_for_selector('tr[data-ref="gamma@v2"]', state="detached")
+    assert "removed gamma@v2" in tab.inner_text("#banner")
+    assert tab.dialogs == [
+        f"Register gamma (next version) from {root / 'gamma-next'}?",
+        "Remove gamma@v2? New requests for it get a 404; requests already running finish on it.",
+    ]
+    assert not tab.errors
+
+
+def test_promote_and_roll_back_an_alias(browser: Any, console_server: Server):
+    tab = open_console(browser, console_server.url, page="registry")
+    for target in ("alpha@v1", "beta@v1"):
+        tab.fill("#alias-name", "console-live")
+        tab.fill("#alias-target", target)
+        tab.click("#alias-form button[type=submit]")
+        tab.wait_for_selector(f'tr[data-alias="console-live"] td.target:text-is("{target}")')
+    row = tab.locator('tr[data-alias="console-live"]')
+    assert row.locator("td.history").inner_text() == "alpha@v1"
+    assert "console-live → beta@v1 (was alpha@v1)" in tab.inner_text("#banner")
+    row.locator("button", has_text="Roll back").click()
+    tab.wait_for_selector('tr[data-alias="console-live"] td.target:text-is("alpha@v1")')
+    assert not tab.errors
+
+
+def test_a_refused_registration_shows_the_servers_message_as_text(browser: Any, console_server: Server, root: Path):
+    tab = open_console(browser, console_server.url, page="registry")
+    tab.wait_for_selector('tr[data-ref="alpha@v1"]')
+    tab.fill("#reg-name", "<img src=x onerror=window.pwned=1>")
+    tab.fill("#reg-path", str(root / "alpha"))
+    tab.click("#reg-form button[type=submit]")
+    tab.wait_for_selector("#banner.error")
+    message = tab.inner_text("#banner")
+    assert message.startswith("400: ") and "<img src=x onerror=window.pwned=1>" in message
+    assert tab.locator("#banner img").count() == 0 and tab.evaluate("window.pwned") is None
     assert not tab.errors
