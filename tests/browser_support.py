@@ -69,6 +69,7 @@ def open_console(browser: Any, url: str, page: str = "playground", admin_key: st
 
     tab.on("dialog", accept)
     tab.goto(f"{url}/console/#{page}")
+    tab.wait_for_selector("body[data-ready]", state="attached")
     tab.fill("#admin-key", admin_key)
     tab.fill("#inference-key", INFERENCE_KEY)
     tab.click("#keys button[type=submit]")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from .browser_support import ADMIN_KEY, INFERENCE_KEY, launch, open_console, screenshot
@@ -167,4 +168,33 @@ def test_a_refused_registration_shows_the_servers_message_as_text(browser: Any, 
     message = tab.inner_text("#banner")
     assert message.startswith("400: ") and "<img src=x onerror=window.pwned=1>" in message
     assert tab.locator("#banner img").count() == 0 and tab.evaluate("window.pwned") is None
+    assert not tab.errors
+
+
+def chat(server: Server, model: str, n: int, user: str | None = None) -> list[str]:
+    """`n` short requests for `model` with the inference key; returns the completion ids."""
+    client = openai.OpenAI(base_url=server.v1, api_key=INFERENCE_KEY, max_retries=0)
+    return [
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, user=user or f"u{i}"
+        ).id
+        for i in range(n)
+    ]
+
+
+def test_traffic_shows_each_adapters_rate_from_the_servers_metrics(browser: Any, console_server: Server):
+    tab = open_console(browser, console_server.url, page="traffic")
+    tab.wait_for_selector("#traffic-totals")
+    cell = "#traffic-totals tr[data-series='gamma@v1'] td.requests"
+    count = f'() => Number(document.querySelector("{cell}")?.textContent ?? 0)'
+    before = tab.evaluate(count)
+    chat(console_server, "gamma", 3)
+    tab.wait_for_function(f"() => ({count})() === {before + 3}", timeout=20_000)
+    # a rate point above zero for gamma once the next sample is in
+    tab.wait_for_function(
+        "() => Number(document.querySelector(\"[data-chart='requests'] path[data-series='gamma@v1']\")"
+        "?.dataset.peak) > 0",
+        timeout=20_000,
+    )
+    screenshot(tab, "traffic")
     assert not tab.errors

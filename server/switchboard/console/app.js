@@ -56,6 +56,7 @@ function init() {
   showKeysState();
   window.addEventListener("hashchange", route);
   route();
+  document.body.dataset.ready = "true"; // the forms are wired (tests wait for this)
 }
 
 init();
