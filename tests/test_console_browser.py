@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from .browser_support import ADMIN_KEY, INFERENCE_KEY, launch, open_console, screenshot
 from .conftest import Server, ServerFactory
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+INFERENCE = {"Authorization": f"Bearer {INFERENCE_KEY}"}
 
 # records, per column, each time its answer's length changed: [ms since page load, length]
 WATCH_GROWTH = """() => {
@@ -197,4 +201,39 @@ def test_traffic_shows_each_adapters_rate_from_the_servers_metrics(browser: Any,
         timeout=20_000,
     )
     screenshot(tab, "traffic")
+    assert not tab.errors
+
+
+def chart_total(tab: Any, chart: str) -> float:
+    return tab.evaluate(
+        "(chart) => [...document.querySelectorAll(`[data-chart='${chart}'] rect[data-bar]`)]"
+        ".reduce((sum, bar) => sum + Number(bar.dataset.value), 0)",
+        chart,
+    )
+
+
+def test_an_experiments_chart_follows_its_traffic(browser: Any, console_server: Server):
+    tab = open_console(browser, console_server.url, page="experiments")
+    tab.fill("#exp-name", "console-ab")
+    tab.fill("#exp-variants", "alpha=50, beta=50")
+    tab.click("#exp-form button[type=submit]")
+    tab.wait_for_selector("[data-chart='requests'] rect[data-bar='alpha@v1']", state="attached")  # 0 high
+    assert chart_total(tab, "requests") == 0
+    ids = chat(console_server, "console-ab", 6)
+    feedback = httpx.post(f"{console_server.v1}/feedback", json={"id": ids[0], "score": 1}, headers=INFERENCE)
+    feedback.raise_for_status()
+    # no reload: the report refreshes itself every few seconds
+    tab.wait_for_function(
+        "() => [...document.querySelectorAll(\"[data-chart='requests'] rect[data-bar]\")]"
+        ".reduce((sum, bar) => sum + Number(bar.dataset.value), 0) === 6",
+        timeout=30_000,
+    )
+    assert tab.locator("#exp-table tr[data-variant]").count() == 2
+    assert tab.locator("[data-chart='requests-over-time'] path[data-series]").count() == 2
+    screenshot(tab, "experiments")
+    tab.fill("#exp-alias", "console-winner")
+    tab.click("text=Conclude…")
+    tab.wait_for_selector("#banner.notice:has-text('concluded console-ab')")
+    assert tab.dialogs[-1].startswith("Conclude console-ab: stop the experiment and point alias console-winner at ")
+    assert httpx.get(f"{console_server.url}/admin/experiments/console-ab", headers=ADMIN).status_code == 404
     assert not tab.errors
