@@ -64,16 +64,19 @@ export function lineChart({ title, series, spanMs, now = Date.now(), format = (v
     let pen = false;
     let count = 0;
     let peak = 0;
+    const dots = []; // a lone point (one interval with TTFT data, say) draws no line: a dot shows it
     for (const [t, v] of s.points) {
       if (v === null || !Number.isFinite(v) || now - t > spanMs) {
         pen = false;
         continue;
       }
       path += `${pen ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)} `;
+      dots.push([x(t), y(v)]);
       pen = true;
       count += 1;
       peak = Math.max(peak, v);
     }
+    for (const [cx, cy] of dots) root.append(svg("circle", { cx, cy, r: 2, fill: colour }));
     if (path) root.append(svg("path", { d: path, fill: "none", stroke: colour, "stroke-width": 2, "data-series": s.name, "data-points": count, "data-peak": peak }));
   });
   return figure;
