@@ -140,7 +140,7 @@ function render(name, report, now) {
       lineChart({ title: "Requests over time", series: over((r) => (r ? num(r.requests) : null)), spanMs: SPAN_MS, now, format: (v) => fmt(v, 0), id: "requests-over-time" }),
       barChart({ title: "Error rate", bars: rows.map((r) => ({ name: r.variant, value: r.requests ? r.errors / r.requests : null })), format: (v) => fmt(v * 100, 0, "%"), id: "errors" }),
       barChart({ title: "Latency p50 (whisker: p95), s", bars: rows.map((r) => ({ name: r.variant, value: num(r.latency_p50), low: num(r.latency_p50), high: num(r.latency_p95) })), format: (v) => fmt(v, 2), id: "latency" }),
-      barChart({ title: "Mean feedback (95% interval)", bars: rows.map((r) => ({ name: r.variant, value: num(r.feedback_mean), low: r.feedback_ci95 ? r.feedback_ci95[0] : null, high: r.feedback_ci95 ? r.feedback_ci95[1] : null })), format: (v) => fmt(v, 2), id: "feedback" }),
+      barChart({ title: "Mean feedback (always-valid interval)", bars: rows.map((r) => ({ name: r.variant, value: num(r.feedback_mean), low: r.feedback_interval ? r.feedback_interval[0] : null, high: r.feedback_interval ? r.feedback_interval[1] : null })), format: (v) => fmt(v, 2), id: "feedback" }),
     ),
   );
   const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
