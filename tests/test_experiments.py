@@ -249,3 +249,19 @@ def test_every_metric_is_documented():
     m = Metrics()
     for names in m.registry._collector_to_names.values():
         assert any(f"`{name}`" in docs for name in names), f"{sorted(names)} not in docs/metrics.md"
+
+
+def test_experiments_are_listed_as_models(server: Server):
+    import openai
+
+    assert put(server, "listed", {"beta": 1, "alpha": 3}).status_code == 200
+    client = openai.OpenAI(base_url=server.v1, api_key="unused")
+    card = {m.id: m for m in client.models.list().data}["listed"]
+    assert card.parent is not None and card.root == "beta@v1"  # the control: the first variant as written
+    extra = card.model_extra["experiment"]
+    assert extra["state"] == "running" and extra["control"] == "beta@v1"
+    assert extra["variants"] == [{"variant": "beta@v1", "weight": 1.0}, {"variant": "alpha@v1", "weight": 3.0}]
+    assert client.models.retrieve("listed").model_extra["experiment"] == extra
+    assert chat(server, "listed").headers["x-experiment"].startswith("listed/")  # callable by that name
+    httpx.post(server.url + "/admin/experiments/listed/conclude", json={"winner": "alpha"}, headers=ADMIN)
+    assert client.models.retrieve("listed").root == "alpha@v1"

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from ..engine.base import GenerationRequest, SamplingParams
 from ..engine.constraints import grammar
 from ..errors import InvalidRequest, ShuttingDown
+from ..experiments.definitions import CONCLUDED, Experiment
 from ..registry import AdapterRef, not_found
 from ..routing import Route, RouteContext
 from ..services import Services
@@ -201,6 +202,15 @@ def _alias_card(services: Services, alias: str, target: str) -> dict[str, Any]:
     return _card(services, alias, root=target, parent=services.settings.base_model_id, alias_of=target)
 
 
+def _experiment_card(services: Services, name: str, experiment: Experiment) -> dict[str, Any]:
+    """An A/B experiment a client calls by its name: `root` is its control (the winner once concluded); while
+    it runs, each caller gets a variant by weight (`experiment.variants`)."""
+    serving = experiment.winner if experiment.state == CONCLUDED and experiment.winner else experiment.control
+    variants = [{"variant": v, "weight": w} for v, w in experiment.variants.items()]
+    info = {"state": experiment.state, "control": experiment.control, "winner": experiment.winner, "variants": variants}
+    return _card(services, name, root=serving, parent=services.settings.base_model_id, experiment=info)
+
+
 async def list_models(services: ServicesDep, api_key: InferenceKey) -> JSONResponse:
     """The base model first, then each adapter at its current version, then the aliases."""
     registry = services.registry
@@ -210,6 +220,7 @@ async def list_models(services: ServicesDep, api_key: InferenceKey) -> JSONRespo
         if ref is not None:
             data.append(_adapter_card(services, name, ref))
     data += [_alias_card(services, alias, target) for alias, target in sorted(registry.aliases().items())]
+    data += [_experiment_card(services, name, exp) for name, exp in sorted(registry.experiments().items())]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -222,6 +233,9 @@ async def retrieve_model(services: ServicesDep, api_key: InferenceKey, model_id:
     target = registry.aliases().get(model_id)
     if target is not None:
         return JSONResponse(_alias_card(services, model_id, target))
+    experiment = registry.experiment(model_id)
+    if experiment is not None:
+        return JSONResponse(_experiment_card(services, model_id, experiment))
     ref = registry.lookup(model_id)
     if ref is None:
         raise not_found("model", model_id, [services.settings.base_model_id, *registry.available()], param="model")
