@@ -81,3 +81,9 @@ def screenshot(tab: Any, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+def start_console_server(serve_module: Any, root: Path) -> Any:
+    """The console's test server: the tiny model, an inference key, the admin key, `root` as adapter dir and root."""
+    keys = {"adapter_dir": root, "adapter_root": root, "admin_key": ADMIN_KEY, "max_model_len": 256}
+    return serve_module("--console", "--api-key", INFERENCE_KEY, **keys)

@@ -7,21 +7,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .browser_support import ADMIN_KEY, INFERENCE_KEY
+from .browser_support import ADMIN_KEY, INFERENCE_KEY, start_console_server
 from .conftest import Server, ServerFactory
 
 
 @pytest.fixture(scope="module")
 def console_server(serve_module: ServerFactory, root: Path) -> Server:
-    return serve_module(
-        "--console",
-        "--api-key",
-        INFERENCE_KEY,
-        adapter_dir=root,
-        adapter_root=root,
-        admin_key=ADMIN_KEY,
-        max_model_len=256,
-    )
+    return start_console_server(serve_module, root)
 
 
 def test_the_console_is_off_unless_asked_for(tiny_server: Server):

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from .browser_support import ADMIN_KEY, INFERENCE_KEY, launch, open_console, screenshot
+from .browser_support import ADMIN_KEY, INFERENCE_KEY, launch, open_console, screenshot, start_console_server
 from .conftest import Server, ServerFactory
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -41,15 +41,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def console_server(serve_module: ServerFactory, root: Path) -> Server:
-    return serve_module(
-        "--console",
-        "--api-key",
-        INFERENCE_KEY,
-        adapter_dir=root,
-        adapter_root=root,
-        admin_key=ADMIN_KEY,
-        max_model_len=256,
-    )
+    return start_console_server(serve_module, root)
 
 
 def ask(tab: Any, targets: list[str], message: str, extra: dict[str, Any], max_tokens: int = 64) -> None:
