@@ -146,24 +146,40 @@ class Run:
         return sum(s.completion_tokens for s in self.samples if s.error is None) / self.wall_s
 
 
-def chat_request(adapter: str, base_model: str, prompt: str, max_tokens: int) -> tuple[dict[str, Any], dict[str, str]]:
+def chat_request(
+    adapter: str, base_model: str, prompt: str, max_tokens: int, response_format: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Body and headers of a greedy streaming chat request of exactly `max_tokens` output tokens (ignore_eos: vLLM's
-    extension, taken by Switchboard and the naive server); X-Adapter: Switchboard serves the base even with routes."""
+    extension, taken by Switchboard and the naive server); X-Adapter: Switchboard serves the base even with routes.
+    With a `response_format` the request ends when its document is complete, so it may yield fewer tokens."""
     body = {"model": base_model if adapter == BASE else adapter, "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens, "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
             "ignore_eos": True}  # fmt: skip
+    if response_format is not None:
+        body["response_format"] = response_format
     return body, ({"X-Adapter": BASE} if adapter == BASE else {})
+
+
+@dataclass
+class Transcript:
+    """What a streamed completion said, kept when the caller checks it (structured outputs): its text and the
+    finish_reason of its choice."""
+
+    text: str = ""
+    finish_reason: str | None = None
 
 
 async def stream_chat(
     client: httpx.AsyncClient, rec: Record, prompt: str, max_tokens: int, adapter: str, base_model: str,
-    origin: float | None = None, itl: list[float] | None = None,
+    origin: float | None = None, itl: list[float] | None = None, response_format: dict[str, Any] | None = None,
+    transcript: Transcript | None = None,
 ) -> float:  # fmt: skip
     """Send one streaming chat request and read its SSE stream into `rec` as it comes (a cancelled request keeps
     what it had): TTFT and latency from `origin` (default: the send), the gaps between content chunks into `itl`,
-    usage, and an error unless the stream ended with `data: [DONE]` after exactly `max_tokens` output tokens.
+    the text and finish_reason into `transcript`, usage, and an error unless the stream ended with `data: [DONE]`
+    after exactly `max_tokens` output tokens (with a `response_format`: 1 to `max_tokens`, see `chat_request`).
     Returns the perf_counter at its end."""
-    body, headers = chat_request(adapter, base_model, prompt, max_tokens)
+    body, headers = chat_request(adapter, base_model, prompt, max_tokens, response_format)
     origin = time.perf_counter() if origin is None else origin
     done = False  # a complete stream ends with `data: [DONE]`
     last: float | None = None
@@ -182,7 +198,13 @@ async def stream_chat(
                     elif chunk.get("usage"):
                         rec.prompt_tokens = chunk["usage"]["prompt_tokens"]
                         rec.completion_tokens = chunk["usage"]["completion_tokens"]
-                    if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
+                    choices = chunk.get("choices") or []
+                    if transcript is not None:
+                        transcript.text += "".join((c.get("delta") or {}).get("content") or "" for c in choices)
+                        transcript.finish_reason = next(
+                            (c["finish_reason"] for c in choices if c.get("finish_reason")), transcript.finish_reason
+                        )
+                    if any((c.get("delta") or {}).get("content") for c in choices):
                         now = time.perf_counter()
                         if last is None:
                             rec.ttft_s = now - origin
@@ -195,8 +217,10 @@ async def stream_chat(
     rec.latency_s = end - origin
     if rec.error is None and not done:
         rec.error = "stream ended without data: [DONE]"
-    if rec.error is None and rec.completion_tokens != max_tokens:
-        rec.error = f"got {rec.completion_tokens} output tokens, expected {max_tokens}"
+    least = max_tokens if response_format is None else 1  # a constrained request stops when its document is done
+    if rec.error is None and not least <= rec.completion_tokens <= max_tokens:
+        expected = max_tokens if least == max_tokens else f"1 to {max_tokens}"
+        rec.error = f"got {rec.completion_tokens} output tokens, expected {expected}"
     return end
 
 
