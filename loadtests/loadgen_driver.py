@@ -5,6 +5,8 @@ Open loop: each request is sent at its arrival offset whatever the server is doi
 loop: `concurrency` clients, each sending its next request of the trace as soon as its previous one is done. Both
 stop at `max_run_s`: requests still streaming then are cancelled (the connection closed, so the server aborts them)
 and counted as cancelled, requests not yet sent as not sent; neither counts as a failure or as throughput.
+A request with a response format (structured outputs) keeps its text, which is checked against its schema when it
+ends (`loadgen_formats.check`: valid, cut by max_tokens, or invalid).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import harness
 import httpx
+import loadgen_formats
 from loadgen_workload import TraceRequest
 
 
@@ -44,6 +47,15 @@ class Outcome:
     completion_tokens: int = 0
     itl_s: list[float] = field(default_factory=list)  # gaps between content chunks
     error: str | None = None
+    response_format: str | None = None  # a loadgen_formats name; None: free text
+    transcript: harness.Transcript | None = None  # structured requests: what came back
+    check: str | None = None  # structured requests that ended: valid | cut | invalid (loadgen_formats.check)
+
+    @classmethod
+    def of(cls, req: TraceRequest) -> Outcome:
+        structured = req.response_format is not None
+        return cls(req.index, req.adapter, req.output_tokens, response_format=req.response_format,
+                   transcript=harness.Transcript() if structured else None)  # fmt: skip
 
     def row(self) -> dict[str, Any]:
         out = asdict(self)
@@ -76,12 +88,16 @@ async def stream_one(client: httpx.AsyncClient, target: Target, req: TraceReques
     """Send `req` and read its SSE stream into `out`. TTFT and latency count from the send minus `out.queued_s`:
     the arrival in the open loop, the send in the closed loop. `t0` is the run's start (for `end_s`)."""
     out.status = "running"
+    fmt = req.response_format
     end = await harness.stream_chat(
         client, out, req.prompt, req.output_tokens, req.adapter, target.base_model,
         origin=time.perf_counter() - out.queued_s, itl=out.itl_s,
+        response_format=None if fmt is None else loadgen_formats.response_format(fmt), transcript=out.transcript,
     )  # fmt: skip
     out.end_s = end - t0
     out.status = "failed" if out.error else "ok"
+    if fmt is not None and out.transcript is not None and out.status == "ok":
+        out.check = loadgen_formats.check(fmt, out.transcript.text, out.transcript.finish_reason)
 
 
 async def _bounded(tasks: list[asyncio.Task[None]], outcomes: list[Outcome], max_run_s: float, t0: float) -> float:
@@ -102,7 +118,7 @@ async def _bounded(tasks: list[asyncio.Task[None]], outcomes: list[Outcome], max
 async def open_loop(
     client: httpx.AsyncClient, target: Target, trace: list[TraceRequest], max_in_flight: int, max_run_s: float
 ) -> tuple[float, list[Outcome]]:
-    outcomes = [Outcome(r.index, r.adapter, r.output_tokens) for r in trace]
+    outcomes = [Outcome.of(r) for r in trace]
     slots = asyncio.Semaphore(max_in_flight)
     t0 = time.perf_counter()
 
@@ -119,7 +135,7 @@ async def open_loop(
 async def closed_loop(
     client: httpx.AsyncClient, target: Target, trace: list[TraceRequest], concurrency: int, max_run_s: float
 ) -> tuple[float, list[Outcome]]:
-    outcomes = [Outcome(r.index, r.adapter, r.output_tokens) for r in trace]
+    outcomes = [Outcome.of(r) for r in trace]
     jobs = iter(range(len(trace)))  # shared by the clients: each takes the next request when it is free
     t0 = time.perf_counter()
 
@@ -131,17 +147,25 @@ async def closed_loop(
     return await _bounded(tasks, outcomes, max_run_s, t0), outcomes
 
 
-async def warm_up(client: httpx.AsyncClient, target: Target, adapters: list[str], parallel: int = 8) -> None:
-    """One short request per adapter (and the base), before any timing; raises if one fails."""
+async def warm_up(
+    client: httpx.AsyncClient, target: Target, adapters: list[str], formats: tuple[str, ...] = (), parallel: int = 8
+) -> None:
+    """One short request per adapter (and the base), then one per response format (the first builds the server's
+    grammar tokenizer, seconds), before any timing; raises if one fails."""
     slots = asyncio.Semaphore(parallel)
 
-    async def one(i: int, adapter: str) -> Outcome:
-        req = TraceRequest(i, 0.0, adapter, 12, 2, "say hello")
-        out = Outcome(i, adapter, 2)
+    async def one(i: int, adapter: str, fmt: str | None = None) -> Outcome:
+        req = TraceRequest(i, 0.0, adapter, 12, 2, "say hello", fmt)
+        out = Outcome.of(req)
         async with slots:
             await stream_one(client, target, req, out, time.perf_counter())
         return out
 
-    for out in await asyncio.gather(*(one(i, a) for i, a in enumerate(adapters))):
+    outs = await asyncio.gather(*(one(i, a) for i, a in enumerate(adapters)))
+    if formats:  # the first alone: concurrent ones would all wait for the same tokenizer
+        outs += [await one(0, adapters[0], formats[0])]
+        outs += await asyncio.gather(*(one(i, adapters[0], f) for i, f in enumerate(formats[1:], 1)))
+    for out in outs:
         if out.error:
-            raise RuntimeError(f"warm-up on {target.name} adapter {out.adapter} failed: {out.error}")
+            what = f"adapter {out.adapter}" + (f", format {out.response_format}" if out.response_format else "")
+            raise RuntimeError(f"warm-up on {target.name} {what} failed: {out.error}")

@@ -1,15 +1,18 @@
-"""Summaries, ratios, the markdown report and the PNG plots of `loadgen.py`."""
+"""Summaries, ratios, the markdown report and the PNG plots of `loadgen.py`; for the structured-output scenarios
+(`json-S`), the same per class of request: constrained (with a response format) and unconstrained."""
 
 from __future__ import annotations
 
 import math
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import harness
-from loadgen_driver import Run
+from loadgen_driver import Outcome, Run
+from loadgen_formats import CHECKS
 
 PERCENTILES = (50, 95, 99)
 TARGET_TITLES = {
@@ -18,6 +21,13 @@ TARGET_TITLES = {
     "vllm": "vLLM",
     "switchboard-vllm": "Switchboard --engine vllm",
 }
+STRUCTURED = "json-"  # scenario key prefix: json-S, a share S of the requests constrained
+CLASSES = {"json": "constrained", "free": "unconstrained"}
+TARGET_RATIO = 0.8  # #17: constrained rows keep at least 0.8x the tokens/s of unconstrained ones
+STRUCTURED_SETTING = (
+    "json-S: the same trace with a share S of the requests (evenly spread) sending a response_format, in turn {} "
+    "(loadgen_formats.py), each ending when its document is complete; "
+)
 
 
 def _pcts(values: list[float], scale: float = 1.0) -> list[float]:
@@ -47,7 +57,103 @@ def summarize(runs: list[Run]) -> dict[str, dict[str, Any]]:
             "output_tokens_mean": statistics.fmean(o.completion_tokens for o in ok) if ok else math.nan,
             "errors": sorted({o.error for o in everything if o.error})[:5],
         }
+        if mine[0].scenario.startswith(STRUCTURED):
+            out[key]["classes"] = {name: _class_summary(mine, name) for name in CLASSES}
     return out
+
+
+def _class_of(o: Outcome) -> str:
+    return "free" if o.response_format is None else "json"
+
+
+def _class_summary(runs: list[Run], name: str) -> dict[str, Any]:
+    """One class of requests of some repeats of a scenario: per-row decode tok/s ((tokens − 1) / (latency − TTFT),
+    summed over the rows, so long rows weigh more; prefills that join the batch meanwhile count), 1 / ITL p50 (a
+    decode step without a prefill in it), the class's share of the output tok/s (median over the repeats), and the
+    structured rows' checks (valid / cut by max_tokens / invalid)."""
+    ok = [o for r in runs for o in r.outcomes if o.status == "ok" and _class_of(o) == name]
+    rows = [o for o in ok if o.completion_tokens > 1 and o.ttft_s is not None and o.latency_s is not None]
+    decode_s = sum((o.latency_s or 0.0) - (o.ttft_s or 0.0) for o in rows)
+    itl_p50 = harness.pct([gap for o in ok for gap in o.itl_s], 50)
+    shares = [sum(o.completion_tokens for o in r.outcomes if o.status == "ok" and _class_of(o) == name) / r.wall_s
+              for r in runs]  # fmt: skip
+    return {
+        "ok": len(ok),
+        "output_tokens_mean": statistics.fmean(o.completion_tokens for o in ok) if ok else math.nan,
+        "row_tok_s": sum(o.completion_tokens - 1 for o in rows) / decode_s if decode_s else math.nan,
+        "step_tok_s": 1.0 / itl_p50 if itl_p50 else math.nan,
+        "tok_s": statistics.median(shares) if ok else math.nan,
+        "checks": {check: sum(o.check == check for o in ok) for check in CHECKS},
+    }
+
+
+def invalid_documents(runs: list[Run]) -> list[tuple[str, str]]:
+    """(`target/scenario`, text) of each constrained completion that ended without a valid document, not cut by
+    max_tokens: a broken grammar, what the check exists to catch."""
+    return [(f"{r.target}/{r.scenario}", o.transcript.text if o.transcript else "") for r in runs
+            for o in r.outcomes if o.check == "invalid"]  # fmt: skip
+
+
+def structured_ratios(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Constrained ÷ unconstrained, per target: each json-S run's constrained rows against the all-free json-0 run
+    of the same server (per-row decode tok/s, 1 / ITL p50), the whole run's output tok/s against json-0's, and
+    inside a mixed run the two classes against each other (they share every decode step)."""
+    out = []
+    for key, s in summary.items():
+        target, scenario = key.split("/", 1)
+        base = summary.get(f"{target}/{STRUCTURED}0")
+        if "classes" not in s or scenario == f"{STRUCTURED}0":
+            continue
+        mine, title = s["classes"], f"{TARGET_TITLES[target]}, {scenario}"
+        pairs = [("mixed batch: constrained ÷ unconstrained rows of the same run, per-row decode tok/s",
+                  mine["json"]["row_tok_s"], mine["free"]["row_tok_s"])]  # fmt: skip
+        if base is not None:
+            free = base["classes"]["free"]
+            pairs += [
+                (f"constrained rows ÷ the rows of {STRUCTURED}0 (none constrained), per-row decode tok/s",
+                 mine["json"]["row_tok_s"], free["row_tok_s"]),
+                (f"constrained rows ÷ the rows of {STRUCTURED}0, 1 / ITL p50", mine["json"]["step_tok_s"],
+                 free["step_tok_s"]),
+                (f"unconstrained rows ÷ the rows of {STRUCTURED}0, per-row decode tok/s", mine["free"]["row_tok_s"],
+                 free["row_tok_s"]),
+                (f"whole run ÷ {STRUCTURED}0, output tok/s", s["tok_s"], base["tok_s"]),
+            ]  # fmt: skip
+        for what, top, bottom in pairs:
+            value = top / bottom if bottom and not math.isnan(top) else math.nan
+            if not math.isnan(value):
+                out.append({"ratio": f"{title}: {what}", "value": value, "numerator": top, "denominator": bottom})
+    return out
+
+
+def structured_markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]],
+                        ratio_rows: list[dict[str, Any]]) -> list[str]:  # fmt: skip
+    """The structured-output part of the report: the ratios, then each class of each json-S run."""
+    keyed = [s for s in summary.values() if "classes" in s]
+    if not keyed:
+        return []
+    lines = [
+        "",
+        f"#### Structured outputs under load (target: constrained ≥ {TARGET_RATIO:g}× unconstrained)",
+        "",
+        "| ratio | value |",
+        "|---|---|",
+        *(f"| {r['ratio']} | {r['value']:.2f} |" for r in ratio_rows),
+        "",
+        "| target, scenario | rows | ok | output tokens (mean) | per-row decode tok/s | 1 / ITL p50 (tok/s) "
+        f"| output tok/s (median of {setting['repeats']}) | valid / cut by max_tokens / invalid |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in keyed:
+        for name, c in s["classes"].items():
+            if not c["ok"]:
+                continue
+            checks = " / ".join(str(c["checks"][k]) for k in CHECKS) if name == "json" else "–"
+            lines.append(
+                f"| {TARGET_TITLES[s['target']]}, {s['scenario']} | {CLASSES[name]} | {c['ok']} "
+                f"| {c['output_tokens_mean']:.1f} | {c['row_tok_s']:.2f} | {c['step_tok_s']:.2f} | {c['tok_s']:.1f} "
+                f"| {checks} |"
+            )
+    return lines
 
 
 def ratios(summary: dict[str, dict[str, Any]], adapters: list[int], concurrency: int) -> list[dict[str, Any]]:
@@ -91,13 +197,14 @@ def _fmt(values: list[float], digits: int = 0) -> str:
 
 
 def markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]], ratio_rows: list[dict[str, Any]],
-             plots: list[str]) -> str:  # fmt: skip
+             plots: list[str], structured_rows: Sequence[dict[str, Any]] = ()) -> str:  # fmt: skip
+    run = [r for r in ratio_rows if r["numerator"] in summary or r["denominator"] in summary]
     lines = [
         f"### S-LoRA-style load test ({setting['date']}{', quick' if setting['quick'] else ''})",
         "",
         "| ratio of output tok/s (medians) | value |",
         "|---|---|",
-        *(f"| {r['ratio']} | {_fmt([r['value']], 2).replace('–', 'n/a')} |" for r in ratio_rows),
+        *(f"| {r['ratio']} | {_fmt([r['value']], 2).replace('–', 'n/a')} |" for r in run),
         "",
         f"| target | scenario | output tok/s (median of {setting['repeats']}) | per repeat | req/s "
         "| TTFT p50/p95/p99 (ms) | ITL p50/p95/p99 (ms) | latency p50/p95/p99 (s) | ok / failed / cancelled |",
@@ -109,19 +216,22 @@ def markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]], ratio_
             f"| {', '.join(f'{v:.1f}' for v in s['tok_s_runs'])} | {s['req_s']:.2f} | {_fmt(s['ttft_ms'])} "
             f"| {_fmt(s['itl_ms'])} | {_fmt(s['latency_s'], 2)} | {s['ok']} / {s['failed']} / {s['cancelled']} |"
         )
+    lines += structured_markdown(setting, summary, list(structured_rows))
     w = setting["workload"]
+    structured = any("classes" in s for s in summary.values())
     lines += harness.footer(
         setting,
         "servers (one server at a time)",
         f"OMP_NUM_THREADS {setting['omp_num_threads'] or 'unset'}; model {setting['model']}, {setting['dtype']}; "
-        "LoRA adapters r=8 on q/k/v/o with distinct random weights; "
+        f"{setting.get('adapters', 'LoRA adapters r=8 on q/k/v/o with distinct random weights')}; "
         f"prompt tokens log-normal (mean {w['prompt_mean']:g}, σ {w['prompt_sigma']:g}) clipped to "
         f"≤ {w['max_prompt_tokens']}, output tokens log-normal (mean {w['output_mean']:g}, σ {w['output_sigma']:g}) "
         f"clipped to ≤ {w['max_output_tokens']}, ignore_eos, temperature 0; closed loop: {setting['concurrency']} "
         f"streaming clients, {setting['requests']} requests (naive PEFT: the first {setting['naive_requests']}); "
         f"open loop (rate-*): Gamma arrivals with cv {w['cv']:g} for {setting['duration_s']:g} s, at most "
         f"{setting['max_in_flight']} in flight; power law alpha {w['alpha']:g}; seed {w['seed']}; "
-        f"{setting['repeats']} repeat(s), scenarios of one server interleaved; each run capped at "
+        + (STRUCTURED_SETTING.format(", ".join(w.get("formats", ()))) if structured else "")
+        + f"{setting['repeats']} repeat(s), scenarios of one server interleaved; each run capped at "
         f"{setting['max_run_s']:g} s",
     )
     if setting.get("notes"):
@@ -145,25 +255,9 @@ def plot(summary: dict[str, dict[str, Any]], setting: dict[str, Any], out_dir: P
     by_target: dict[str, list[dict[str, Any]]] = {}
     for s in summary.values():
         by_target.setdefault(s["target"], []).append(s)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for n, (target, rows) in enumerate(by_target.items()):
-        color = f"C{n}"
-        points = sorted((int(s["scenario"].split("-")[1]), s["tok_s"]) for s in rows
-                        if s["scenario"].startswith("adapters-"))  # fmt: skip
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o", color=color, label=TARGET_TITLES[target])
-        for s in rows:
-            if s["scenario"] == "mixed-3":
-                ax.axhline(s["tok_s"], linestyle=":", color=color)
-                ax.annotate(f"{TARGET_TITLES[target]} mixed-3", (1, s["tok_s"]), fontsize=7, va="bottom", color=color)
-    ax.set(xscale="log", xlabel="adapters in the workload (power law)", ylabel="output tokens/s",
-           title=f"Throughput vs adapters, {setting['concurrency']} concurrent clients")  # fmt: skip
-    ax.set_xticks([int(s["scenario"].split("-")[1]) for s in summary.values() if s["scenario"].startswith("adapters-")])
-    ax.get_xaxis().set_major_formatter(ScalarFormatter())
-    ax.minorticks_off()
-    ax.set_ylim(0, 1.15 * max(s["tok_s"] for s in summary.values()))
-    ax.legend(loc="lower right")
-    written.append(_save(fig, out_dir / f"{prefix}-adapters.png"))
+    if any(s["scenario"].startswith("adapters-") for s in summary.values()):
+        path = out_dir / f"{prefix}-adapters.png"
+        written.append(_plot_adapters(plt, ScalarFormatter, summary, by_target, setting, path))
     rates = sorted((float(s["scenario"].split("-", 1)[1]), s) for s in summary.values()
                    if s["scenario"].startswith("rate-") and s["target"] == "switchboard")  # fmt: skip
     if rates:
@@ -185,6 +279,32 @@ def plot(summary: dict[str, dict[str, Any]], setting: dict[str, Any], out_dir: P
         right.legend()
         written.append(_save(fig, out_dir / f"{prefix}-rate.png"))
     return written
+
+
+def _plot_adapters(plt: Any, formatter: Any, summary: dict[str, dict[str, Any]],
+                   by_target: dict[str, list[dict[str, Any]]], setting: dict[str, Any], path: Path) -> str:  # fmt: skip
+    """Throughput vs adapters (adapters-N), mixed-3 as dotted lines."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n, (target, rows) in enumerate(by_target.items()):
+        color = f"C{n}"
+        points = sorted((int(s["scenario"].split("-")[1]), s["tok_s"]) for s in rows
+                        if s["scenario"].startswith("adapters-"))  # fmt: skip
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", color=color, label=TARGET_TITLES[target])
+        for s in rows:
+            if s["scenario"] == "mixed-3":
+                ax.axhline(s["tok_s"], linestyle=":", color=color)
+                title = f"{TARGET_TITLES[target]} mixed-3"
+                ax.annotate(title, (1, s["tok_s"]), fontsize=7, va="bottom", color=color)
+    ax.set(xscale="log", xlabel="adapters in the workload (power law)", ylabel="output tokens/s",
+           title=f"Throughput vs adapters, {setting['concurrency']} concurrent clients")  # fmt: skip
+    ax.set_xticks([int(s["scenario"].split("-")[1]) for s in summary.values()
+                   if s["scenario"].startswith("adapters-")])  # fmt: skip
+    ax.get_xaxis().set_major_formatter(formatter())
+    ax.minorticks_off()
+    ax.set_ylim(0, 1.15 * max(s["tok_s"] for s in summary.values()))
+    ax.legend(loc="lower right")
+    return _save(fig, path)
 
 
 def _save(fig: Any, path: Path) -> str:

@@ -8,6 +8,9 @@ and how many prompt and output tokens it has.
 - Prompt and output lengths are log-normal, shaped like the LMSYS-Chat trace by default (mean ~85 prompt and ~165
   output tokens, long tails), clipped to [min, max] so a CPU run stays short. Prompts are made of words that the
   Gemma tokenizer encodes as one token each, so a prompt of n tokens after the chat template is n - 9 words.
+- Structured outputs: a share `structured` of the requests carry a response format (`loadgen_formats.py`), spread
+  evenly over the trace (share 0.5: every other request), the formats taken in turn. Nothing else changes, so a
+  trace with share 0, 0.5 or 1 has the same arrivals, adapters, lengths and prompts.
 
 Each of the four draws has its own random stream derived from the seed, so the same seed gives the same trace, and
 two workloads that differ only in their adapter pool (N adapters vs one) get the same arrivals, lengths and prompts.
@@ -63,6 +66,8 @@ class WorkloadSpec:
     prompt: Lengths = Lengths(85, 1.0, CHAT_OVERHEAD_TOKENS + 1, 256)
     output: Lengths = Lengths(165, 0.8, 4, 128)
     seed: int = 0
+    structured: float = 0.0  # share of the requests with a response format, spread evenly
+    formats: tuple[str, ...] = ()  # loadgen_formats names, taken in turn by the structured requests
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,9 @@ class TraceRequest:
     arrival_s: float  # offset from the start of the run
     adapter: str
     prompt_tokens: int  # intended, after the chat template; the server's usage gives the real count
-    output_tokens: int  # max_tokens, with ignore_eos: the exact output length
+    output_tokens: int  # max_tokens, with ignore_eos: the exact output length (a structured request may stop sooner)
     prompt: str
+    response_format: str | None = None  # a loadgen_formats name; None: free text
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,22 +103,34 @@ def arrivals(rng: np.random.Generator, n: int, rate: float, cv: float) -> list[f
     return [float(t) for t in np.concatenate([[0.0], np.cumsum(gaps[:-1])])] if n else []
 
 
+def structured_indices(n: int, share: float) -> list[int]:
+    """The requests among n that carry a response format: share·n of them, evenly spread (request i iff
+    floor((i + 1)·share) > floor(i·share))."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the structured share must be in [0, 1]; got {share}")
+    return [i for i in range(n) if math.floor((i + 1) * share + 1e-9) > math.floor(i * share + 1e-9)]
+
+
 def make_trace(spec: WorkloadSpec) -> list[TraceRequest]:
     if not spec.pool:
         raise ValueError("the adapter pool is empty")
+    if spec.structured and not spec.formats:
+        raise ValueError(f"a structured share of {spec.structured} needs formats")
     n = spec.requests
     times = arrivals(rng_for(spec.seed, "arrivals"), n, spec.rate, spec.cv)
     lengths_rng = rng_for(spec.seed, "lengths")
     prompt_lens, output_lens = spec.prompt.draw(lengths_rng, n), spec.output.draw(lengths_rng, n)
     picks = rng_for(spec.seed, "adapters").choice(len(spec.pool), size=n, p=popularity(len(spec.pool), spec.alpha))
     words_rng = rng_for(spec.seed, "prompts")
+    formats = {i: spec.formats[k % len(spec.formats)] for k, i in enumerate(structured_indices(n, spec.structured))}
     trace = []
     for i in range(n):
         if spec.duration_s is not None and times[i] >= spec.duration_s:
             break
         words = words_rng.choice(len(WORDS), size=max(1, prompt_lens[i] - CHAT_OVERHEAD_TOKENS))
         prompt = " ".join(WORDS[w] for w in words)
-        trace.append(TraceRequest(i, round(times[i], 6), spec.pool[picks[i]], prompt_lens[i], output_lens[i], prompt))
+        trace.append(TraceRequest(i, round(times[i], 6), spec.pool[picks[i]], prompt_lens[i], output_lens[i], prompt,
+                                  formats.get(i)))  # fmt: skip
     return trace
 
 

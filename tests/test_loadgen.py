@@ -1,5 +1,6 @@
-"""The S-LoRA-style load test (loadtests/loadgen.py): its workload generator, its driver's deadline, and its quick
-mode end to end against the tiny model (Switchboard and the naive PEFT server; no timing asserted)."""
+"""The S-LoRA-style load test (loadtests/loadgen.py): its workload generator, its driver's deadline, its structured-
+output workload (formats, checks, per-class figures), and its quick mode end to end against the tiny model
+(Switchboard and the naive PEFT server; no timing asserted)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ from .conftest import CACHE_DIR, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "loadtests"))
-from loadgen_driver import Target, closed_loop, open_loop  # noqa: E402
+import loadgen_formats  # noqa: E402
+import loadgen_report  # noqa: E402
+from harness import Transcript  # noqa: E402
+from loadgen_driver import Outcome, Run, Target, closed_loop, open_loop  # noqa: E402
 from loadgen_workload import (  # noqa: E402
     BASE,
     CHAT_OVERHEAD_TOKENS,
@@ -35,6 +39,7 @@ from loadgen_workload import (  # noqa: E402
     make_trace,
     popularity,
     rng_for,
+    structured_indices,
 )
 
 POOL = tuple(adapter_names(8))
@@ -100,17 +105,104 @@ def test_prompts_have_the_drawn_token_count_after_the_chat_template(tiny_model_d
         assert len(ids) == req.prompt_tokens
 
 
-def _slow_server(gap_s: float) -> httpx.MockTransport:
-    """A fake OpenAI streaming server: one content chunk every `gap_s` seconds, usage, then [DONE]."""
+def test_the_structured_share_changes_only_the_response_formats():
+    """json-0, json-0.5 and json-1 replay the same requests; half (every other one) or all carry a format, in turn."""
+    formats = ("order", "ticket", "json_object")
+    traces = {share: make_trace(WorkloadSpec(pool=POOL, requests=40, structured=share, formats=formats))
+              for share in (0.0, 0.5, 1.0)}  # fmt: skip
+    strip = [[replace(r, response_format=None) for r in trace] for trace in traces.values()]
+    assert strip[0] == strip[1] == strip[2] == make_trace(WorkloadSpec(pool=POOL, requests=40))
+    assert [r.response_format for r in traces[0.0]] == [None] * 40
+    assert [r.response_format for r in traces[0.5]] == [None, "order", None, "ticket", None, "json_object"] * 6 + [
+        None, "order", None, "ticket"]  # fmt: skip
+    assert [r.response_format for r in traces[1.0]] == [formats[i % 3] for i in range(40)]
+    assert [len(structured_indices(100, share)) for share in (0.0, 0.1, 0.25, 1 / 3, 0.9, 1.0)] == [
+        0,
+        10,
+        25,
+        33,
+        90,
+        100,
+    ]
+    with pytest.raises(ValueError, match="needs formats"):
+        make_trace(WorkloadSpec(pool=POOL, structured=0.5))
+
+
+VALID_DOCUMENTS = {
+    "order": {"order_id": "AB-123456", "customer": {"name": "Li Wei", "city": "Hangzhou"},
+              "items": [{"sku": "TEA-01", "quantity": 2}], "total": 35.5},
+    "ticket": {"category": "refund", "priority": "urgent", "summary": "Parcel arrived broken", "needs_human": True},
+    "product_zh": {"名称": "羊毛围巾", "类别": "服装", "价格": 129, "卖点": ["柔软", "保暖"]},
+    "review": {"tags": ["fast delivery"], "sentiment": "positive", "stars": 5},
+    "json_object": {"anything": [1, "two"]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", loadgen_formats.FORMATS)
+def test_each_format_is_a_schema_the_server_compiles_and_checks_valid_cut_and_invalid(name: str):
+    from switchboard.engine.constraints import grammar, schema_text
+
+    fmt = loadgen_formats.response_format(name)
+    assert grammar(schema_text(fmt))  # what the server enforces: InvalidRequest if llguidance refused it
+    text = json.dumps(VALID_DOCUMENTS[name], ensure_ascii=False, separators=(",", ":"))
+    assert loadgen_formats.check(name, text, "stop") == "valid"
+    assert loadgen_formats.check(name, text, "length") == "valid"  # complete just at max_tokens
+    assert loadgen_formats.check(name, text[:-3], "length") == "cut"
+    assert loadgen_formats.check(name, text[:-3], "stop") == "invalid"
+    broken = "[]" if name == "json_object" else json.dumps({**VALID_DOCUMENTS[name], "extra": 1})
+    assert loadgen_formats.check(name, broken, "stop") == "invalid"
+
+
+def _outcome(i: int, fmt: str | None, tokens: int, ttft_s: float, latency_s: float, check: str | None = None):
+    """An ended request: `tokens` output tokens, streamed evenly between its TTFT and its latency."""
+    gaps = [(latency_s - ttft_s) / (tokens - 1)] * (tokens - 1)
+    out = Outcome(i, "a", 8, status="ok", ttft_s=ttft_s, latency_s=latency_s, completion_tokens=tokens, itl_s=gaps,
+                  response_format=fmt, check=check)  # fmt: skip
+    out.transcript = None if fmt is None else Transcript("{}", "stop")
+    return out
+
+
+def test_structured_runs_are_summarized_per_class_and_compared_with_json_0():
+    free = Run("switchboard", "json-0", 0, 2.0, [_outcome(0, None, 9, 0.5, 1.3), _outcome(1, None, 5, 0.1, 0.5)])
+    mixed = Run("switchboard", "json-0.5", 0, 4.0, [
+        _outcome(0, None, 9, 0.5, 2.1), _outcome(1, "order", 5, 0.2, 1.0, "valid"),
+        _outcome(2, "ticket", 3, 0.1, 0.5, "cut"), _outcome(3, "json_object", 3, 0.1, 0.5, "invalid"),
+    ])  # fmt: skip
+    summary = loadgen_report.summarize([free, mixed])
+    assert "classes" in summary["switchboard/json-0"] and "classes" in summary["switchboard/json-0.5"]
+    free_rows, rows = summary["switchboard/json-0"]["classes"], summary["switchboard/json-0.5"]["classes"]
+    assert free_rows["free"]["row_tok_s"] == pytest.approx((8 + 4) / (0.8 + 0.4))  # 10 tok/s per row
+    assert free_rows["free"]["tok_s"] == pytest.approx(14 / 2.0) and free_rows["json"]["ok"] == 0
+    assert rows["json"]["row_tok_s"] == pytest.approx((4 + 2 + 2) / (0.8 + 0.4 + 0.4))  # 5 tok/s per row
+    assert rows["free"]["row_tok_s"] == pytest.approx(8 / 1.6)
+    assert rows["json"]["step_tok_s"] == pytest.approx(5.0) and rows["json"]["tok_s"] == pytest.approx(11 / 4.0)
+    assert rows["json"]["checks"] == {"valid": 1, "cut": 1, "invalid": 1}
+    ratios = {r["ratio"].split(": ", 1)[1]: r["value"] for r in loadgen_report.structured_ratios(summary)}
+    assert ratios[
+        "mixed batch: constrained ÷ unconstrained rows of the same run, per-row decode tok/s"
+    ] == pytest.approx(1.0)
+    assert ratios["constrained rows ÷ the rows of json-0 (none constrained), per-row decode tok/s"] == pytest.approx(
+        0.5
+    )
+    assert ratios["whole run ÷ json-0, output tok/s"] == pytest.approx((20 / 4.0) / (14 / 2.0))
+    assert loadgen_report.invalid_documents([free, mixed]) == [("switchboard/json-0.5", "{}")]
+
+
+def _slow_server(gap_s: float, document: str = '{"a":1}') -> httpx.MockTransport:
+    """A fake OpenAI streaming server: one content chunk every `gap_s` seconds, usage, then [DONE]. A request with a
+    response_format gets `document`, one character per token, cut at max_tokens (finish_reason length)."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
+        pieces = list(document if "response_format" in body else "x" * body["max_tokens"])[: body["max_tokens"]]
+        reason = "length" if len(pieces) == body["max_tokens"] else "stop"
 
         async def events():
-            for _ in range(body["max_tokens"]):
+            for n, piece in enumerate(pieces, 1):
                 await asyncio.sleep(gap_s)
-                yield f"data: {json.dumps({'choices': [{'delta': {'content': 'x'}}]})}\n\n".encode()
-            usage = {"prompt_tokens": 3, "completion_tokens": body["max_tokens"]}
+                choice = {"delta": {"content": piece}, "finish_reason": reason if n == len(pieces) else None}
+                yield f"data: {json.dumps({'choices': [choice]})}\n\n".encode()
+            usage = {"prompt_tokens": 3, "completion_tokens": len(pieces)}
             yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode()
 
         return httpx.Response(200, content=events(), headers={"content-type": "text/event-stream"})
@@ -130,6 +222,18 @@ async def test_requests_still_running_at_the_deadline_are_cancelled_not_failed()
     assert [len(o.itl_s) for o in outcomes if o.status == "ok"] == [3] * 5
 
 
+async def test_structured_requests_end_with_their_document_and_are_checked():
+    spec = WorkloadSpec(pool=POOL, requests=6, output=Lengths(9, 0.01, 9, 9), structured=0.5, formats=("json_object",))
+    trace = make_trace(spec)
+    trace[5] = replace(trace[5], output_tokens=4)  # too few tokens for the document: cut, not invalid
+    async with httpx.AsyncClient(transport=_slow_server(0.001), base_url="http://test") as client:
+        _, outcomes = await closed_loop(client, Target("fake", "", "base"), trace, 3, max_run_s=10.0)
+    assert [o.status for o in outcomes] == ["ok"] * 6, [o.error for o in outcomes]
+    assert [o.completion_tokens for o in outcomes] == [9, 7, 9, 7, 9, 4]
+    assert [o.check for o in outcomes] == [None, "valid", None, "valid", None, "cut"]
+    assert outcomes[1].transcript == Transcript('{"a":1}', "stop") and outcomes[0].transcript is None
+
+
 async def test_the_open_loop_sends_each_request_at_its_arrival():
     trace = make_trace(WorkloadSpec(pool=POOL, rate=20.0, requests=10, output=Lengths(2, 0.01, 2, 2)))
     async with httpx.AsyncClient(transport=_slow_server(0.001), base_url="http://test") as client:
@@ -146,6 +250,7 @@ def test_quick_mode_runs_against_switchboard_and_the_naive_server(tiny_model_dir
     """The CI smoke run: completes with no failed request. Timing is not asserted (shared 2-core machines)."""
     cmd = [sys.executable, str(REPO / "loadtests" / "loadgen.py"), "--quick", "--model", str(tiny_model_dir)]
     cmd += ["--dtype", "float32", "--targets", "switchboard,naive", "--out-dir", str(tmp_path), "--no-plots"]
+    cmd += ["--structured", "0.5"]  # and the structured-output scenario: half the requests constrained
     env = {**os.environ, "SWITCHBOARD_CACHE_DIR": str(CACHE_DIR), "SWITCHBOARD_MAX_MODEL_LEN": "256"}
     env["OMP_NUM_THREADS"] = "1"  # two OpenMP threads per server crawl when other work holds a core (shared CI)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
@@ -153,12 +258,14 @@ def test_quick_mode_runs_against_switchboard_and_the_naive_server(tiny_model_dir
     [result_file] = tmp_path.glob("loadgen-quick-*.json")
     result = json.loads(result_file.read_text())
     summary = result["summary"]
-    expected = {"adapters-1", "adapters-4", "mixed-3", "rate-2"}
+    expected = {"adapters-1", "adapters-4", "mixed-3", "rate-2", "json-0.5"}
     assert {k for k in summary if k.startswith("switchboard/")} == {f"switchboard/{k}" for k in expected}
     assert "naive/mixed-3" in summary
     assert all(s["failed"] == 0 and s["ok"] > 0 for s in summary.values()), summary
     assert result["traces"]["mixed-3"]["requests"][0]["prompt"]
     assert "Switchboard / naive PEFT" in (tmp_path / "loadgen-quick.md").read_text()
+    classes = summary["switchboard/json-0.5"]["classes"]  # a random model's documents may be cut, never invalid
+    assert classes["json"]["ok"] == classes["free"]["ok"] == 4 and classes["json"]["checks"]["invalid"] == 0
 
 
 @pytest.fixture(scope="module")
