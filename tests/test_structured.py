@@ -72,10 +72,12 @@ def test_mask_leaves_other_rows_and_allows_only_the_grammars_tokens(tiny_model_d
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("fill", [0, -1], ids=["few allowed", "few banned"])
-def test_mask_row_bans_exactly_the_cleared_bits(fill: int, dtype: torch.dtype):
+@pytest.mark.parametrize("fill", [0, -1, None], ids=["few allowed", "few banned", "half"])
+def test_mask_row_bans_exactly_the_cleared_bits(fill: int | None, dtype: torch.dtype):
     vocab = 1000  # not a multiple of 32: the last word's high bits lie past the vocabulary
-    words = torch.full((vocab // 32 + 1,), fill, dtype=torch.int32)
+    shape = (vocab // 32 + 1,)
+    words = torch.full(shape, fill, dtype=torch.int32) if fill is not None else torch.randint(-(2**31), 2**31, shape)
+    words = words.to(torch.int32)
     words[[0, 5, 31]] = torch.tensor([0x12345678, -0x0F0F0F10, 0x7FFFFFFF], dtype=torch.int32)
     banned = ((words[:, None] >> torch.arange(32, dtype=torch.int32)) & 1).reshape(-1)[:vocab] == 0
     logits = torch.randn(3, vocab).to(dtype)

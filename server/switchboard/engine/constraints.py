@@ -15,6 +15,7 @@ row whose matcher has finished (the top-level value closed) ends at once with fi
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
@@ -144,37 +145,23 @@ def constrain(logits: torch.Tensor, constraints: list[Constraint | None]) -> Non
 def mask_row(row: torch.Tensor, words: np.ndarray) -> None:
     """-inf, in place, on the tokens of `row` [vocab] that the int32 bitmask `words` leaves out.
 
-    A mask is nearly always sparse one way: a few tokens allowed (keys, enums, punctuation) or a few banned
-    (inside a string). Only those few are unpacked and indexed, so a step costs well under a millisecond per
-    row, where a dense [rows, vocab] masked_fill takes tens of ms on a loaded 2-core CPU."""
-    allowed_words = np.flatnonzero(words)
-    if 2 * len(allowed_words) <= len(words):  # few allowed: keep them, -inf the rest
-        keep = torch.from_numpy(_tokens(allowed_words, words, row.shape[0])).to(row.device, non_blocking=True)
-        kept = row.index_select(0, keep)
-        _fill_neg_inf(row)
-        row.index_copy_(0, keep, kept)
-    else:  # few banned
-        inverse = ~words
-        banned = _tokens(np.flatnonzero(inverse), inverse, row.shape[0])
-        row.index_fill_(0, torch.from_numpy(banned).to(row.device, non_blocking=True), -float("inf"))
+    On the CPU one single-threaded numpy pass: the cleared bits unpacked into a [vocab] bool, -inf written where
+    they are set (0.2-0.5 ms for Gemma's 262k tokens, whatever the mask holds). torch's masked_fill is parallel,
+    and on a busy 2-core machine waiting for its second thread took ~12 ms per row; indexing only the few allowed
+    (or banned) tokens was as fast for the sparsest masks but took up to ~7 ms for masks that are neither (docs/
+    benchmarks.md, "Structured outputs under load")."""
+    banned = np.unpackbits((~words).view(np.uint8), count=row.shape[0], bitorder="little").view(np.bool_)
+    if row.device.type != "cpu" or not row.is_contiguous():
+        row.masked_fill_(torch.from_numpy(banned).to(row.device, non_blocking=True), -float("inf"))
+        return
+    as_int = _SAME_SIZE_INT[row.element_size()]  # numpy has no bf16: write -inf's bit pattern in the row's dtype
+    np.copyto(row.view(as_int).numpy(), _neg_inf_bits(row.dtype), where=banned)
 
 
 _SAME_SIZE_INT = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def _fill_neg_inf(row: torch.Tensor) -> None:
-    """row.fill_(-inf); on the CPU through numpy, one thread: torch's fill is parallel, and on a busy 2-core
-    machine waiting for its second thread took ~12 ms per 262k-token row (numpy: ~0.2 ms)."""
-    if row.device.type != "cpu" or not row.is_contiguous():
-        row.fill_(-float("inf"))
-        return
-    as_int = _SAME_SIZE_INT[row.element_size()]  # the bit pattern of -inf in the row's dtype (bf16 included)
-    row.view(as_int).numpy().fill(torch.tensor(-float("inf"), dtype=row.dtype).view(as_int).item())
-
-
-def _tokens(indices: np.ndarray, words: np.ndarray, vocab: int) -> np.ndarray:
-    """The token ids whose bits are set in `words[indices]` (token t: bit t % 32 of word t // 32), below vocab."""
-    bits = np.unpackbits(np.ascontiguousarray(words[indices]).view(np.uint8).reshape(-1, 4), axis=1, bitorder="little")
-    tokens = (indices[:, None].astype(np.int64) * 32 + np.arange(32))[bits.astype(bool)]
-    kept: np.ndarray = tokens[tokens < vocab]
-    return kept
+@functools.cache
+def _neg_inf_bits(dtype: torch.dtype) -> int:
+    """-inf in `dtype`, read as the signed integer of the same size."""
+    return int(torch.tensor(-float("inf"), dtype=dtype).view(_SAME_SIZE_INT[dtype.itemsize]).item())
