@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -34,8 +35,9 @@ except ImportError:
 
 ADMIN = {"Authorization": "Bearer ray-admin"}
 RAY_BIN = Path(sys.executable).with_name("ray")
-# Ray 2.60 starts clusters with token authentication; processes on this machine read the token it wrote
-RAY_ENV = {"RAY_AUTH_MODE": "token"}
+# Ray 2.60 starts clusters with token authentication, and `ray start --head` wants a token already there
+# (~/.ray/auth_token, absent on a fresh machine): the module's cluster and its clients share one by environment
+RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 ADAPTERS = ("alpha", "beta", "gamma")
 
 
