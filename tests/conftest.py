@@ -10,10 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -348,3 +349,17 @@ def _with_db(url: str, name: str) -> str:
     head, _, tail = url.rpartition("/")
     query = tail.partition("?")[2]
     return f"{head}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(params=["json", "postgres"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
+    """A maker of registry stores, once per kind: the same rules on both stores, the JSON file (one process)
+    and PostgreSQL (replicas; skipped or failed like every PostgreSQL test when the server is unreachable)."""
+    from switchboard.registry.store import JsonStore
+
+    if request.param == "json":
+        return lambda: JsonStore(tmp_path)
+    from switchboard.registry.postgres import PostgresStore
+
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresStore(url)

@@ -11,17 +11,7 @@ from switchboard.errors import Conflict, InvalidRequest
 from switchboard.experiments import CONCLUDED, RUNNING, STOPPED, define
 from switchboard.experiments_client import parse_variants, render_list
 from switchboard.registry import Registry
-from switchboard.registry.store import JsonStore, MemoryStore, Store
-
-
-@pytest.fixture(params=["json", "postgres"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    if request.param == "json":
-        return lambda: JsonStore(tmp_path)
-    from switchboard.registry.postgres import PostgresStore
-
-    url = request.getfixturevalue("postgres_url")
-    return lambda: PostgresStore(url)
+from switchboard.registry.store import MemoryStore, Store
 
 
 def test_conclude_moves_the_alias_and_ends_the_experiment_in_one_commit(new_store: Callable[[], Store]):

@@ -13,17 +13,6 @@ from switchboard.registry import AdapterRef, Registry
 from switchboard.registry.store import JsonStore, Store
 
 
-@pytest.fixture(params=["json", "postgres"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    """The same rules on both stores: the JSON file (one process) and PostgreSQL (replicas)."""
-    if request.param == "json":
-        return lambda: JsonStore(tmp_path)
-    from switchboard.registry.postgres import PostgresStore
-
-    url = request.getfixturevalue("postgres_url")
-    return lambda: PostgresStore(url)
-
-
 def test_versions_auto_number_and_never_reuse(new_store: Callable[[], Store]):
     reg = Registry(new_store())
     assert reg.add("sales", Path("/a")) == AdapterRef("sales", "v1")
