@@ -147,18 +147,22 @@ async def collect(request: Request, stream: Choices, n: int = 1) -> tuple[list[C
         parts: list[list[str]] = [[] for _ in range(n)]
         entries: list[list[TokenLogprob] | None] = [None] * n
         finals: dict[int, GenerationOutput] = {}
-        async for index, out in stream:
-            parts[index].append(out.text)
-            if out.logprobs is not None:
-                entries[index] = (entries[index] or []) + out.logprobs
-            if out.finish_reason is not None:
-                _finish_reason(out.finish_reason)
-                finals[index] = out
-                if len(finals) == n:
-                    choices = [
-                        Choice("".join(parts[i]), _finish_reason(finals[i].finish_reason), entries[i]) for i in range(n)
-                    ]
-                    return choices, _usage(finals)
+        try:
+            async for index, out in stream:
+                parts[index].append(out.text)
+                if out.logprobs is not None:
+                    entries[index] = (entries[index] or []) + out.logprobs
+                if out.finish_reason is not None:
+                    _finish_reason(out.finish_reason)
+                    finals[index] = out
+                    if len(finals) == n:
+                        choices = [
+                            Choice("".join(parts[i]), _finish_reason(finals[i].finish_reason), entries[i])
+                            for i in range(n)
+                        ]
+                        return choices, _usage(finals)
+        finally:
+            await stream.aclose()  # now, not when collected: the request's metrics and access line need its end
         raise EngineFailure("the engine ended the request without a result")
 
     work = asyncio.ensure_future(run())
