@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .api import admin, console, experiments, health, openai, vllm_compat
+from .api.access import AccessLog
 from .api.errors import BodyLimitMiddleware, install_error_handlers
 from .config import Settings
 from .engine import build_engine
@@ -28,8 +30,12 @@ from .registry import Registry
 from .registry.store import Store, open_store
 from .routing import Router
 from .services import Services
+from .tracing import Tracing
 from .validation import base_model_info, peft_dirs
 from .watcher import AdapterDirWatcher
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +120,10 @@ def follow_registry(services: Services, loop: asyncio.AbstractEventLoop) -> Call
     return stop_following
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    """Build the app. `engine` may be given (tests share one); otherwise it is built in lifespan."""
+def create_app(settings: Settings, engine: Engine | None = None, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """Build the app. `engine` may be given (tests share one); otherwise it is built in lifespan. `span_exporter`
+    (tests) turns tracing on and receives every span as it ends."""
+    tracing = Tracing.configure(settings, span_exporter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,6 +133,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         if eng.model is None:
             await asyncio.to_thread(eng.load_model)
         services = await build_services(settings, eng)
+        services.tracing = tracing
+        if tracing is not None:
+            from .engine.hf import HFEngine  # the engine whose batch steps become spans
+
+            if isinstance(eng, HFEngine):
+                eng.tracer = tracing
         app.state.services = services
         follow = follow_registry(services, asyncio.get_running_loop())
         await eng.start()
@@ -153,6 +167,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 await watcher.stop()
             if engine is None:
                 await eng.shutdown()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(title="Switchboard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
@@ -170,4 +186,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             expose_headers=["X-Adapter", "X-Request-Id", "X-Experiment", "Retry-After"],
             max_age=600,
         )
+    app.add_middleware(AccessLog, tracing=tracing)  # outermost of ours: sees every status, 413 and CORS included
+    if tracing is not None:
+        tracing.instrument(app)  # its span wraps all of the above
     return app

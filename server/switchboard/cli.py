@@ -16,6 +16,7 @@ import yaml
 
 from . import admin_client, experiments_client
 from .config import Settings, load_settings
+from .logs import configure_logging
 from .registry import transfer
 
 
@@ -200,9 +201,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = settings_overrides(args)
     settings = load_settings(args.config, **overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    serve(app, settings.host, settings.port, settings.log_level, settings.drain_delay_s, settings.shutdown_grace_s)
+    configure_logging(settings.log_level, settings.log_format)
+    serve(create_app(settings), settings)
     return 0
 
 
@@ -213,7 +213,7 @@ def _serve_ray(args: argparse.Namespace) -> int:
         print(f"switchboard serve-ray: Ray Serve is missing ({exc}): pip install 'switchboard[ray]'", file=sys.stderr)
         return 2
     settings = load_settings(args.config, **settings_overrides(args))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     return run(settings)
 
 

@@ -208,6 +208,38 @@ class Settings(BaseSettings):
         "same API with the same keys, so it opens nothing the keys do not.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or json: every line one JSON object. Either way one access line per request "
+        "(request id, key name, adapter@version, status, tokens, TTFT, latency); never prompts or keys "
+        "(docs/observability.md).",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a connection has to send a request's headers, from connecting (or from the first byte "
+        "of its next request on a kept-alive connection); slower ones are closed, so stalled clients cannot hold "
+        "connections open.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry tracing: the OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (unset: "
+        "$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; none of them = tracing off). Needs "
+        "pip install 'switchboard[otel]' (docs/observability.md).",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="With tracing on: the share of requests traced when the caller sent no W3C traceparent (a "
+        "traceparent's own sampled flag is followed).",
+    )
+    trace_engine_steps: int = Field(
+        default=8,
+        ge=0,
+        description="With tracing on, hf engine: a span for every prefill and for one decode step in N, in batches "
+        "that hold a traced request (0 = no engine spans).",
+    )
     drain_delay_s: float = Field(
         default=5.0,
         ge=0,

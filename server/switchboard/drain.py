@@ -21,6 +21,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from .config import Settings
+from .listener import http_protocol
 from .services import Services
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ class DrainingServer(uvicorn.Server):
             logger.warning("shutdown grace period over: aborted %d requests still generating", aborted)
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str, drain_delay_s: float, grace_s: float) -> None:
+def serve(app: FastAPI, settings: Settings) -> None:
     """Run `app` (whose lifespan puts Services on app.state) until a signal, then drain."""
 
     def services() -> Services | None:
@@ -90,7 +92,16 @@ def serve(app: FastAPI, host: str, port: int, log_level: str, drain_delay_s: flo
     def deadline() -> int:
         return s.abort_all() if (s := services()) is not None else 0
 
-    # uvicorn's own timeout comes after ours: by then every stream has been ended cleanly
-    grace = int(grace_s) + 5
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace)
-    DrainingServer(config, drain_delay_s, grace_s, drain, deadline).run()
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # uvicorn's own timeout comes after ours: by then every stream has been ended cleanly
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        http=http_protocol(settings.header_timeout_s),
+        access_log=False,  # ours (api/access.py) says more, once per request
+        # json: uvicorn's records go to the root logger's JSON handler instead of its own text handlers
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+    )
+    DrainingServer(config, settings.drain_delay_s, settings.shutdown_grace_s, drain, deadline).run()

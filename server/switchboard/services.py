@@ -26,6 +26,7 @@ from .faults import Fault
 from .metrics import Metrics
 from .registry import AdapterRef, Registry
 from .routing import Router
+from .tracing import Tracing
 from .validation import BaseModelInfo, check_fits, read_adapter, validate_adapter
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Services:
     draining: bool = False  # SIGTERM: /ready is 503 and new inference requests too; in-flight ones finish
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     inflight: set[str] = field(default_factory=set)  # engine request ids being generated
+    tracing: Tracing | None = None  # OpenTelemetry, when configured (tracing.py)
 
     async def _change(self, action: str, apply: Callable[[], T]) -> T:
         """Apply one registry change (persisted by the registry before it is visible), counted."""

@@ -16,6 +16,7 @@ from ..experiments import FALLBACK, Outcome
 from ..registry import AdapterRef
 from ..routing import Route
 from ..services import Services
+from .access import Exchange
 
 
 async def fanout(
@@ -65,12 +66,22 @@ async def fanout(
 
 
 async def observed(
-    services: Services, route: Route, gens: Sequence[GenerationRequest], started: float
+    services: Services,
+    route: Route,
+    gens: Sequence[GenerationRequest],
+    started: float,
+    exchange: Exchange | None = None,
 ) -> AsyncGenerator[tuple[int, GenerationOutput], None]:
-    """The engine streams of `gens`, recording TTFT, inter-token gaps, latency, tokens and status."""
-    metrics, experiments = services.metrics, services.experiments
+    """The engine streams of `gens`, recording TTFT, inter-token gaps, latency, tokens and status (in the metrics,
+    the experiment's statistics and the request's `exchange`, which its access line and span report)."""
+    metrics, experiments, tracing = services.metrics, services.experiments, services.tracing
     labels = metrics.route_labels(route)
     experiments.remember(gens[0].request_id, route)
+    if exchange is not None:
+        exchange.route = route
+    if tracing is not None:
+        tracing.follow(gen.request_id for gen in gens)
+    queue_s: float | None = None
     metrics.in_flight.labels(*labels).inc()
     status, first = "200", None
     last: dict[int, float] = {}  # per choice: when its last token came (inter-token gaps are per sequence)
@@ -79,6 +90,7 @@ async def observed(
         async for index, out in fanout(services, route.ref, gens):
             now = time.perf_counter()
             if out.queue_s is not None and index == 0:
+                queue_s = out.queue_s
                 metrics.queue.labels(*labels).observe(out.queue_s)
             if out.token_ids:
                 if first is None:
@@ -111,6 +123,12 @@ async def observed(
             metrics.completion_tokens.labels(*labels).inc(completion)
         if status == "200":
             metrics.latency.labels(*labels).observe(latency)
+        if tracing is not None:
+            tracing.forget(gen.request_id for gen in gens)
+        if exchange is not None:
+            exchange.outcome, exchange.queue_s = int(status), queue_s
+            exchange.ttft_s = (first - started) if first is not None else None
+            exchange.prompt_tokens, exchange.completion_tokens = (prompt, completion) if latest else (None, None)
         if route.experiment:
             outcome = Outcome(
                 ok=status == "200",

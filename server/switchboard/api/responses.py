@@ -16,6 +16,7 @@ from ..engine.base import GenerationRequest
 from ..registry import AdapterRef, served_by
 from ..routing import Route
 from ..services import Services
+from .access import exchange_of, sane_request_id
 from .logprobs import TokenTexts
 from .observe import observed
 from .schemas import SamplingFields
@@ -44,10 +45,9 @@ def new_request_id(prefix: str) -> str:
 
 
 def echoed_request_id(request: Request, own: str) -> str:
-    """The caller's X-Request-Id when it sent a sane one (a proxy's or a tracer's id, up to 128 printable ASCII
-    characters), else our own; engine ids stay ours, so two callers sending the same id cannot collide."""
-    theirs = request.headers.get("x-request-id", "")
-    return theirs if 0 < len(theirs) <= 128 and theirs.isascii() and theirs.isprintable() else own
+    """The caller's X-Request-Id when it sent a sane one (a proxy's or a tracer's id), else our own; engine ids
+    stay ours, so two callers sending the same id cannot collide."""
+    return sane_request_id(request.headers.get("x-request-id")) or own
 
 
 async def respond(
@@ -60,7 +60,11 @@ async def respond(
     created = int(time.time())
     n = len(prepared.gens)
     texts = TokenTexts(services.engine.tokenizer) if body.logprob_count() is not None else None
-    stream = observed(services, prepared.route, prepared.gens, prepared.started)
+    exchange = exchange_of(request)
+    if exchange is not None:
+        exchange.operation = "chat" if kind == "chat" else "text_completion"
+        exchange.model, exchange.response_id = prepared.model, prepared.request_id
+    stream = observed(services, prepared.route, prepared.gens, prepared.started, exchange)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = sse_chunks(

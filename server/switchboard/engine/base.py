@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,6 +84,15 @@ class SchedulerState:
     running_adapters: tuple[str, ...] = ()
     kv_cache_usage: float = 0.0  # 0..1: the KV cache held ÷ what the engine may hold (per engine: docs/metrics.md)
     max_loras: int | None = None  # most distinct adapters in one batch; None: no limit of its own
+
+
+class StepTracer(Protocol):
+    """Told of each batch step, on the engine thread, when tracing is on (switchboard.tracing.Tracing)."""
+
+    def step(self, kind: str, request_ids: Sequence[str], tokens: int, started_ns: int) -> None:
+        """A "prefill" or "decode" step that began at `started_ns` (time.time_ns()) has ended: `tokens` went
+        through the model for the rows of `request_ids`."""
+        ...
 
 
 class Engine(Protocol):

@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from ..errors import AdapterIncompatible, EngineFailure
 from ..hardware import serving_dtype
-from .base import GenerationOutput, GenerationRequest, SchedulerState
+from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTracer
 from .batch import Batch, Row, Submission, left_padded
 from .constraints import Grammars, constrain
 from .ledger import RequestLedger
@@ -86,6 +86,7 @@ class HFEngine:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self.stop_ids: frozenset[int] = frozenset()
+        self.tracer: StepTracer | None = None  # batch steps as spans, when tracing is on
 
     # ---------------------------------------------------------------- lifecycle
     def load_model(self) -> None:
@@ -318,6 +319,7 @@ class HFEngine:
             rows.append(Row.start(request, sink, self.tokenizer, self.stop_ids, room, constraint))
         if not rows:
             return None
+        started_ns = time.time_ns() if self.tracer is not None else 0
         now = time.perf_counter()
         for row in rows:
             row.queue_s = now - row.request.arrival
@@ -326,15 +328,23 @@ class HFEngine:
         logits = self.stacks.logits(ids, mask, positions, cache, [r.adapter_name for r in rows])
         # the Batch holds the position of the token fed next; _emit's advance() moves it past the prompt
         batch = Batch(rows, cache, mask, positions[:, -1], torch.zeros(len(rows), dtype=torch.long))
-        return self._emit(batch, logits)
+        kept = self._emit(batch, logits)
+        if self.tracer is not None:
+            self.tracer.step("prefill", [r.request.request_id for r in rows], int(mask.sum()), started_ns)
+        return kept
 
     def _step(self, batch: Batch) -> Batch | None:
+        traced = [r.request.request_id for r in batch.rows] if self.tracer is not None else None
+        started_ns = time.time_ns() if traced is not None else 0
         mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=batch.mask.dtype)], dim=1)
         logits = self.stacks.logits(
             batch.tokens[:, None], mask, batch.positions[:, None], batch.cache, batch.adapter_names()
         )
         batch.mask = mask
-        return self._emit(batch, logits)
+        kept = self._emit(batch, logits)
+        if self.tracer is not None and traced is not None:
+            self.tracer.step("decode", traced, len(traced), started_ns)
+        return kept
 
     def _emit(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
         """Sample each row's next token, deliver new text, and drop finished rows."""
