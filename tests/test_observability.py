@@ -1,8 +1,9 @@
 """Tracing, access logs and the header-read deadline, on the real server and the tiny model.
 
 Tracing: the app built in this process (create_app with an in-memory span exporter, the test hook) served by uvicorn
-in a thread, so the spans can be read as they end. Logs and the header deadline: `switchboard serve --log-format json
---header-timeout-s 2` as a subprocess, its output read line by line."""
+in a thread, so the spans can be read as they end. Logs, the OTLP exporter and the header deadline: `switchboard serve
+--log-format json --header-timeout-s 2 --otlp-endpoint URL` as a subprocess, its output read line by line, its spans
+received by a small OTLP/HTTP collector in this process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -195,11 +197,46 @@ SECRET = "sk-never-in-the-logs-7f3a"
 PROMPT = "a-distinctive-prompt-that-must-stay-out-of-logs"
 
 
+class Collector(ThreadingHTTPServer):
+    """An OTLP/HTTP collector that keeps what it is sent (protobuf bodies of POST /v1/traces)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces":
+                    collector.bodies.append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
 @pytest.fixture(scope="module")
-def json_server(serve_module: ServerFactory, tiny_adapters: dict[str, Path]) -> Server:
+def collector() -> Iterator[Collector]:
+    server = Collector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def json_server(serve_module: ServerFactory, tiny_adapters: dict[str, Path], collector: Collector) -> Server:
+    """JSON logs, a 2 s header deadline, an API key, and traces sent to `collector` over OTLP/HTTP."""
     return serve_module(
         "--log-format", "json", "--header-timeout-s", "2", "--api-key", SECRET,
-        adapters={"alpha": tiny_adapters["alpha"]}, max_model_len=256,
+        "--otlp-endpoint", f"http://127.0.0.1:{collector.server_port}",
+        adapters={"alpha": tiny_adapters["alpha"]}, max_model_len=256, env={"OTEL_BSP_SCHEDULE_DELAY": "200"},
     )  # fmt: skip
 
 
@@ -214,7 +251,7 @@ def _lines(server: Server) -> list[dict[str, Any]]:
     return parsed
 
 
-def test_json_logs_one_parseable_line_each_and_one_access_line_per_request(json_server: Server):
+def test_json_logs_one_parseable_line_each_and_one_access_line_per_request(json_server: Server, collector: Collector):
     auth = {"Authorization": f"Bearer {SECRET}"}
     body = {"model": "alpha", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 5}
     url = f"{json_server.url}/v1/chat/completions"
@@ -244,7 +281,11 @@ def test_json_logs_one_parseable_line_each_and_one_access_line_per_request(json_
     assert line["adapter"] == "alpha@v1" and line["experiment"] is None and line["variant"] is None
     assert (line["prompt_tokens"], line["completion_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
     assert 0 < line["ttft_s"] <= line["latency_s"] and line["queue_s"] >= 0
-    assert "key" in line and line["trace_id"] is None  # tracing off
+    assert "key" in line
+    # the line names its trace, which reached the collector with the request's attributes
+    trace_id = bytes.fromhex(line["trace_id"])
+    sent = wait_for(lambda: b"".join(collector.bodies) if trace_id in b"".join(collector.bodies) else None, 30, "spans")
+    assert b"switchboard.adapter_version" in sent and b"gen_ai.usage.output_tokens" in sent
     streamed = by_id[ids[1]]
     assert streamed["status"] == 200 and streamed["completion_tokens"] == 5 and streamed["ttft_s"] > 0
     assert by_id["client-id-2"]["status"] == 401 and by_id["client-id-2"]["adapter"] is None
