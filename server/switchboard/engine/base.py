@@ -90,8 +90,8 @@ class StepTracer(Protocol):
     """Told of each batch step, on the engine thread, when tracing is on (switchboard.tracing.Tracing)."""
 
     def step(self, kind: str, request_ids: Sequence[str], tokens: int, started_ns: int) -> None:
-        """A "prefill" or "decode" step that began at `started_ns` (time.time_ns()) has ended: `tokens` went
-        through the model for the rows of `request_ids`."""
+        """The forward pass of a "prefill" or "decode" step, begun at `started_ns` (time.time_ns()), has ended:
+        `tokens` went through the model for the rows of `request_ids` (their new tokens are not yet delivered)."""
         ...
 
 

@@ -328,23 +328,20 @@ class HFEngine:
         logits = self.stacks.logits(ids, mask, positions, cache, [r.adapter_name for r in rows])
         # the Batch holds the position of the token fed next; _emit's advance() moves it past the prompt
         batch = Batch(rows, cache, mask, positions[:, -1], torch.zeros(len(rows), dtype=torch.long))
-        kept = self._emit(batch, logits)
-        if self.tracer is not None:
+        if self.tracer is not None:  # before _emit delivers: a request that ends here is still followed
             self.tracer.step("prefill", [r.request.request_id for r in rows], int(mask.sum()), started_ns)
-        return kept
+        return self._emit(batch, logits)
 
     def _step(self, batch: Batch) -> Batch | None:
-        traced = [r.request.request_id for r in batch.rows] if self.tracer is not None else None
-        started_ns = time.time_ns() if traced is not None else 0
+        started_ns = time.time_ns() if self.tracer is not None else 0
         mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=batch.mask.dtype)], dim=1)
         logits = self.stacks.logits(
             batch.tokens[:, None], mask, batch.positions[:, None], batch.cache, batch.adapter_names()
         )
         batch.mask = mask
-        kept = self._emit(batch, logits)
-        if self.tracer is not None and traced is not None:
-            self.tracer.step("decode", traced, len(traced), started_ns)
-        return kept
+        if self.tracer is not None:
+            self.tracer.step("decode", [r.request.request_id for r in batch.rows], len(batch), started_ns)
+        return self._emit(batch, logits)
 
     def _emit(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
         """Sample each row's next token, deliver new text, and drop finished rows."""
