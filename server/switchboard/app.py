@@ -19,6 +19,7 @@ from . import __version__
 from .api import admin, console, experiments, health, openai, vllm_compat
 from .api.access import AccessLog
 from .api.errors import BodyLimitMiddleware, install_error_handlers
+from .api.openapi import install_openapi
 from .config import Settings
 from .engine import build_engine
 from .engine.base import Engine
@@ -172,6 +173,7 @@ def create_app(settings: Settings, engine: Engine | None = None, span_exporter: 
 
     app = FastAPI(title="Switchboard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    install_openapi(app)
     for module in (health, admin, experiments, vllm_compat, openai):
         app.include_router(module.router)
     if settings.console:

@@ -15,6 +15,8 @@ from ..registry import AdapterRef
 from ..services import Services
 from .auth import require_admin
 from .deps import ServicesDep
+from .openapi import errors
+from .response_schemas import AdapterList, AliasSet, Deleted, Registered, Removed
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
@@ -72,13 +74,13 @@ def add_manifests(view: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-@router.get("/adapters")
+@router.get("/adapters", responses={200: {"model": AdapterList}})
 async def list_adapters(services: ServicesDep) -> JSONResponse:
     # the manifests are read from disk, off the event loop
     return JSONResponse(await asyncio.to_thread(add_manifests, adapters_view(services)))
 
 
-@router.post("/adapters", status_code=201)
+@router.post("/adapters", status_code=201, responses={201: {"model": Registered}, **errors(403, 409, 422)})
 async def register_adapter(services: ServicesDep, body: RegisterBody) -> JSONResponse:
     ref = await services.register(body.name, body.path, body.version, pinned=body.pinned, alias=body.alias)
     return JSONResponse(
@@ -94,26 +96,26 @@ async def register_adapter(services: ServicesDep, body: RegisterBody) -> JSONRes
     )
 
 
-@router.delete("/adapters/{name_ref}")
+@router.delete("/adapters/{name_ref}", responses={200: {"model": Removed}, **errors(400, 404, 409)})
 async def remove_adapter(services: ServicesDep, name_ref: str) -> JSONResponse:
     name, version = AdapterRef.parse(name_ref)
     refs = await services.unregister(name, version)
     return JSONResponse({"removed": [str(r) for r in refs]})
 
 
-@router.put("/aliases/{alias}")
+@router.put("/aliases/{alias}", responses={200: {"model": AliasSet}, **errors(404, 409)})
 async def put_alias(services: ServicesDep, alias: str, body: AliasBody) -> JSONResponse:
     ref, previous = await services.set_alias(alias, body.target)
     return JSONResponse({"alias": alias, "target": str(ref), "previous": previous})
 
 
-@router.post("/aliases/{alias}/rollback")
+@router.post("/aliases/{alias}/rollback", responses={200: {"model": AliasSet}, **errors(404, 409)})
 async def rollback_alias(services: ServicesDep, alias: str) -> JSONResponse:
     ref = await services.rollback_alias(alias)
     return JSONResponse({"alias": alias, "target": str(ref)})
 
 
-@router.delete("/aliases/{alias}")
+@router.delete("/aliases/{alias}", responses={200: {"model": Deleted}, **errors(404, 409)})
 async def delete_alias(services: ServicesDep, alias: str) -> JSONResponse:
     await services.delete_alias(alias)
     return JSONResponse({"deleted": alias})

@@ -1,5 +1,7 @@
 """Bearer keys: inference keys for /v1, the admin key for /admin and the vLLM load/unload endpoints.
-Both are FastAPI dependencies: handlers take `api_key: InferenceKey`; admin routers depend on `require_admin`."""
+Both are FastAPI dependencies: handlers take `api_key: InferenceKey`; admin routers depend on `require_admin`.
+Each also declares its security scheme (`ApiKey`, `AdminKey`), so the OpenAPI document marks every operation
+that needs a key, and its 401/403 (api/openapi.py), for any router that uses them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import Forbidden, Unauthorized
 from .deps import get_services
@@ -28,7 +31,16 @@ def matches(key: str, candidates: Iterable[str]) -> bool:
     return found
 
 
-def check_inference_key(request: Request) -> str | None:
+# declared for the OpenAPI document only (auto_error=False: the checks below give the error, in OpenAI's shape)
+api_key_scheme = HTTPBearer(
+    scheme_name="ApiKey", description="an inference key, or the admin key; needed when keys are set", auto_error=False
+)
+admin_key_scheme = HTTPBearer(scheme_name="AdminKey", description="the admin key (--admin-key)", auto_error=False)
+Declared = Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)]
+DeclaredAdmin = Annotated[HTTPAuthorizationCredentials | None, Depends(admin_key_scheme)]
+
+
+def check_inference_key(request: Request, _: Declared) -> str | None:
     """When inference keys are configured, require one of them (or the admin key); returns the key."""
     settings = get_services(request).settings
     key = bearer(request)
@@ -44,7 +56,7 @@ def check_inference_key(request: Request) -> str | None:
     return key
 
 
-def require_admin(request: Request) -> None:
+def require_admin(request: Request, _: DeclaredAdmin) -> None:
     """The admin API is off without an admin key, and never open to inference keys."""
     settings = get_services(request).settings
     if settings.admin_key is None:

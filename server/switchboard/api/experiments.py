@@ -15,6 +15,8 @@ from ..experiments.render import render
 from ..registry import served_by
 from .auth import InferenceKey, require_admin
 from .deps import ServicesDep
+from .openapi import errors
+from .response_schemas import Concluded, Deleted, ExperimentList, ExperimentState, FeedbackResult, text
 
 router = APIRouter()
 admin = APIRouter(prefix="/admin/experiments", dependencies=[Depends(require_admin)])
@@ -82,7 +84,7 @@ class FeedbackBody(BaseModel):
     score: float = Field(ge=0, allow_inf_nan=False, description="0 or more, e.g. 0/1 thumbs or 1-5 stars")
 
 
-@admin.put("/{name}")
+@admin.put("/{name}", responses={200: {"model": ExperimentState}, **errors(404, 409)})
 async def put_experiment(services: ServicesDep, name: str, body: ExperimentBody) -> JSONResponse:
     experiment = await services.put_experiment(
         name,
@@ -96,26 +98,39 @@ async def put_experiment(services: ServicesDep, name: str, body: ExperimentBody)
     return JSONResponse({"experiment": name, **experiment.as_dict()})
 
 
-@admin.get("")
+@admin.get("", responses={200: {"model": ExperimentList}})
 async def list_experiments(services: ServicesDep) -> JSONResponse:
     """Every experiment with its state and weights, by name."""
     experiments = services.registry.experiments()
     return JSONResponse({"experiments": [{"experiment": n, **experiments[n].as_dict()} for n in sorted(experiments)]})
 
 
-@admin.post("/{name}/conclude")
+@admin.post("/{name}/conclude", responses={200: {"model": Concluded}, **errors(404, 409)})
 async def conclude_experiment(services: ServicesDep, name: str, body: ConcludeBody) -> JSONResponse:
     experiment, alias, previous = await services.end_experiment(name, body.winner, body.alias)
     return JSONResponse({"experiment": name, **experiment.as_dict(), "alias": alias, "previous": previous})
 
 
-@admin.post("/{name}/stop")
+@admin.post("/{name}/stop", responses={200: {"model": ExperimentState}, **errors(404, 409)})
 async def stop_experiment(services: ServicesDep, name: str) -> JSONResponse:
     experiment, _, _ = await services.end_experiment(name)
     return JSONResponse({"experiment": name, **experiment.as_dict()})
 
 
-@admin.get("/{name}", response_model=None)
+@admin.get(
+    "/{name}",
+    response_model=None,
+    responses={
+        200: {
+            "description": "the report: JSON, or readable as text/plain or text/markdown (`format`)",
+            "content": {
+                **text("", "text/plain", "text/markdown")["content"],
+                "application/json": {"schema": {"type": "object"}},
+            },
+        },
+        **errors(404),
+    },
+)
 async def get_experiment(
     services: ServicesDep,
     name: str,
@@ -134,13 +149,13 @@ async def get_experiment(
     return PlainTextResponse(render(report, format), media_type=f"{media}; charset=utf-8")
 
 
-@admin.delete("/{name}")
+@admin.delete("/{name}", responses={200: {"model": Deleted}, **errors(404, 409)})
 async def delete_experiment(services: ServicesDep, name: str) -> JSONResponse:
     await services.delete_experiment(name)
     return JSONResponse({"deleted": name})
 
 
-@router.post("/v1/feedback")
+@router.post("/v1/feedback", responses={200: {"model": FeedbackResult}, **errors(404)})
 async def feedback(services: ServicesDep, api_key: InferenceKey, body: FeedbackBody) -> JSONResponse:
     route = await asyncio.to_thread(services.experiments.feedback, body.id, body.score)
     labels = services.metrics.route_labels(route)

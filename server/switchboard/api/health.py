@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
 from ..hardware import cpu_info
 from .deps import MaybeServices, ServicesDep
+from .response_schemas import Health, Readiness, text
 
 router = APIRouter()
 
 
-@router.get("/health")
+@router.get("/health", responses={200: {"model": Health}})
 async def health(services: MaybeServices) -> JSONResponse:
     """Alive; also what computes: the version, the CPU's features and, once built, the engine with its
     resolved dtype."""
@@ -25,7 +26,7 @@ async def health(services: MaybeServices) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/ready")
+@router.get("/ready", responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "loading"}})
 async def ready(services: MaybeServices) -> JSONResponse:
     if services is None or not services.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
@@ -39,7 +40,11 @@ async def ready(services: MaybeServices) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: text("Prometheus text exposition format", "text/plain")},
+)
 async def metrics(services: ServicesDep) -> Response:
     m = services.metrics
     occupancy = services.engine.occupancy()

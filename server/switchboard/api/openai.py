@@ -21,6 +21,8 @@ from ..routing import Route, RouteContext
 from ..services import Services
 from .auth import InferenceKey
 from .deps import ServicesDep
+from .openapi import errors
+from .response_schemas import SERVED_BY, SSE, ChatCompletion, Completion, ModelCard, ModelList
 from .responses import Prepared, new_request_id, respond
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 from .tools import ToolPlan, prompt_messages
@@ -176,11 +178,19 @@ async def completions(
 
 # The same handlers also answer under any path prefix, so route rules can match on the path
 # (e.g. /scenarios/after-sales/v1/chat/completions).
+# 404: an unknown model; 429: the queue is full.
 for prefix in ("", "/{route_prefix:path}"):
-    router.add_api_route(
-        f"{prefix}/v1/chat/completions", chat_completions, methods=["POST"], include_in_schema=not prefix
-    )
-    router.add_api_route(f"{prefix}/v1/completions", completions, methods=["POST"], include_in_schema=not prefix)
+    for path, handler, answer in (
+        ("chat/completions", chat_completions, ChatCompletion),
+        ("completions", completions, Completion),
+    ):
+        router.add_api_route(
+            f"{prefix}/v1/{path}",
+            handler,
+            methods=["POST"],
+            include_in_schema=not prefix,
+            responses={200: {"model": answer, "content": SSE, "headers": SERVED_BY}, **errors(404, 429)},
+        )
 
 
 def _card(services: Services, model_id: str, **fields: Any) -> dict[str, Any]:
@@ -246,7 +256,17 @@ async def retrieve_model(services: ServicesDep, api_key: InferenceKey, model_id:
 # (http://HOST/scenarios/after-sales/v1) can list and retrieve models. The id is a path: a base
 # model id may hold a slash ("google/gemma-3-270m-it"; the openai client sends it as %2F).
 for prefix in ("", "/{route_prefix:path}"):
-    router.add_api_route(f"{prefix}/v1/models", list_models, methods=["GET"], include_in_schema=not prefix)
     router.add_api_route(
-        f"{prefix}/v1/models/{{model_id:path}}", retrieve_model, methods=["GET"], include_in_schema=not prefix
+        f"{prefix}/v1/models",
+        list_models,
+        methods=["GET"],
+        include_in_schema=not prefix,
+        responses={200: {"model": ModelList}},
+    )
+    router.add_api_route(
+        f"{prefix}/v1/models/{{model_id:path}}",
+        retrieve_model,
+        methods=["GET"],
+        include_in_schema=not prefix,
+        responses={200: {"model": ModelCard}, **errors(404)},
     )

@@ -50,7 +50,7 @@ class Tool(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: str
+    role: str = Field(json_schema_extra={"enum": list(ROLES)})  # checked below, with a message naming them
     content: str | list[TextPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # assistant

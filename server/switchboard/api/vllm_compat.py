@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import AdapterNotFound, InvalidRequest
 from .auth import require_admin
 from .deps import ServicesDep
+from .openapi import errors
+from .response_schemas import text
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_admin)])
 
@@ -29,7 +31,11 @@ class UnloadLoRABody(BaseModel):
     lora_int_id: int | None = None
 
 
-@router.post("/load_lora_adapter")
+@router.post(
+    "/load_lora_adapter",
+    response_class=PlainTextResponse,
+    responses={200: text("Success: ...", "text/plain"), **errors(403, 409, 422)},
+)
 async def load_lora_adapter(services: ServicesDep, body: LoadLoRABody) -> PlainTextResponse:
     if not body.lora_name or not body.lora_path:
         raise InvalidRequest("Both 'lora_name' and 'lora_path' must be provided.")
@@ -39,7 +45,11 @@ async def load_lora_adapter(services: ServicesDep, body: LoadLoRABody) -> PlainT
     return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' added successfully.")
 
 
-@router.post("/unload_lora_adapter")
+@router.post(
+    "/unload_lora_adapter",
+    response_class=PlainTextResponse,
+    responses={200: text("Success: ...", "text/plain"), **errors(404, 409)},
+)
 async def unload_lora_adapter(services: ServicesDep, body: UnloadLoRABody) -> PlainTextResponse:
     if not body.lora_name and body.lora_int_id is None:
         raise InvalidRequest("either 'lora_name' and 'lora_int_id' needs to be provided.")
