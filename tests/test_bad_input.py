@@ -199,3 +199,43 @@ def test_too_many_messages_are_refused_before_tokenizing(tiny_server: Server):
     body = {**OK, "messages": [{"role": "user", "content": ""}] * 60_000}
     error = _assert_openai_error(_post(tiny_server, body), 400)
     assert error["param"] == "messages" and "2048" in error["message"]
+
+
+# pydantic's own wording named a union branch ("messages.0.content.str") or left out what was sent
+MESSAGES = [
+    ({**OK, "messages": [{"role": "user", "content": 5}]}, "messages.0.content",
+     "expected a string or a list, got a number (5)"),
+    ({**OK, "messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages.0", "needs its text"),
+    ({**OK, "messages": [{"role": "user", "content": None}]}, "messages.0", "content is required in a user message"),
+    ({**OK, "stop": 5}, "stop", "expected a string or a list, got a number (5)"),
+    ({**OK, "max_tokens": "many"}, "max_tokens", 'expected an integer, got a string ("many")'),
+    ({**OK, "temperature": 5}, "temperature", "must be less than or equal to 2, got 5"),
+    ({**OK, "messages": "hello"}, "messages", 'expected a list, got a string ("hello")'),
+    ({**OK, "logprobs": True, "top_logprobs": 21}, "top_logprobs", "got 21"),
+    ({"messages": [{"role": "user", "content": "x"}]}, "model", "model: this field is required"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"), MESSAGES, ids=[m[1] + "-" + str(i) for i, m in enumerate(MESSAGES)]
+)
+def test_validation_message_names_the_field_what_it_takes_and_what_came(tiny_server: Server, body, param, words):
+    error = _assert_openai_error(_post(tiny_server, body), 400)
+    assert error["param"] == param and words in error["message"], error
+    assert ".str" not in error["message"] and "Input should" not in error["message"]
+
+
+def test_body_that_is_not_utf8_or_missing_says_so(tiny_server: Server):
+    assert "UTF-8" in _assert_openai_error(_post(tiny_server, b"\xff\xfe{"), 400)["message"]
+    assert "request body is required" in _assert_openai_error(_post(tiny_server, b""), 400)["message"]
+
+
+def test_more_problems_are_counted_in_words(tiny_server: Server):
+    error = _assert_openai_error(_post(tiny_server, {**OK, "top_p": 0, "n": 0}), 400)
+    assert error["message"].endswith("(and 1 more problem)")
+
+
+def test_405_names_the_allowed_methods_and_keeps_allow(tiny_server: Server):
+    resp = httpx.delete(tiny_server.url + "/health")
+    error = _assert_openai_error(resp, 405)
+    assert resp.headers["allow"] == "GET" and "use GET" in error["message"]

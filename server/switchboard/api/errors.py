@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidRequest, PayloadTooLarge, SwitchboardError
+from .validation_messages import validation_message
 
 logger = logging.getLogger(__name__)
 
@@ -38,25 +39,6 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    errors = exc.errors()
-    if not errors:
-        return "invalid request body", None
-    first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    if first.get("type") == "json_invalid":
-        return "request body is not valid JSON", None
-    if first.get("type") == "model_attributes_type" and not loc:
-        return "request body must be a JSON object", None
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown field; this endpoint takes the fields listed in docs/api.md"
-    else:
-        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return (f"{param}: {msg}{more}" if param else f"{msg}{more}"), param
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SwitchboardError)
     async def _switchboard(_: Request, exc: SwitchboardError) -> JSONResponse:
@@ -67,13 +49,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc)
+        message, param = validation_message(exc.errors())
         return error_response(400, message, InvalidRequest.type, InvalidRequest.code, param)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_, code = _HTTP_TYPES.get(exc.status_code, ("invalid_request_error", None))
-        return error_response(exc.status_code, str(exc.detail), type_, code)
+        headers = dict(exc.headers or {})  # 405 keeps its Allow header (the methods the path takes)
+        message, path = str(exc.detail), request.url.path
+        path = path if len(path) <= 100 else path[:97] + "..."
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI's body parser says "There was an error parsing the body"
+            message = "request body is not UTF-8 text; send JSON encoded as UTF-8"
+        elif exc.status_code == 404:
+            message = f"no endpoint at {path}; the API is listed at /docs (docs/api.md)"
+        elif exc.status_code == 405:
+            allowed = headers.get("Allow") or headers.get("allow") or "another method"
+            message = f"method {request.method} is not allowed on {path}; use {allowed}"
+        return error_response(exc.status_code, message, type_, code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

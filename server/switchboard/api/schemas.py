@@ -69,19 +69,22 @@ class ChatMessage(BaseModel):
             raise ValueError(f"tool_calls belong to assistant messages, not {self.role}")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        self.text()  # here, so a message without usable content is named by its index (param messages.N)
         return self
 
     def text(self) -> str:
         if self.content is None:
             if self.tool_calls:
                 return ""
-            raise ValueError(f"a {self.role} message needs content")
+            raise ValueError(f"content is required in a {self.role} message (without tool_calls)")
         if isinstance(self.content, str):
             return self.content
         texts = []
         for part in self.content:
-            if part.type != "text" or part.text is None:
+            if part.type != "text":
                 raise ValueError(f"content part of type {part.type!r} is not supported; send text parts only")
+            if part.text is None:
+                raise ValueError("a content part of type 'text' needs its text")
             texts.append(part.text)
         return "".join(texts)
 
@@ -298,8 +301,6 @@ class ChatCompletionRequest(SamplingFields):
 
     @model_validator(mode="after")
     def _messages(self) -> ChatCompletionRequest:
-        for message in self.messages:
-            message.text()  # raises on missing or non-text content
         if all(m.role in ("system", "developer") for m in self.messages):
             raise ValueError("messages need at least one user or assistant message")
         return self
