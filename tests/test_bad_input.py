@@ -239,3 +239,8 @@ def test_405_names_the_allowed_methods_and_keeps_allow(tiny_server: Server):
     resp = httpx.delete(tiny_server.url + "/health")
     error = _assert_openai_error(resp, 405)
     assert resp.headers["allow"] == "GET" and "use GET" in error["message"]
+
+
+def test_feedback_score_is_bounded_so_sums_stay_finite(tiny_server: Server):
+    error = _assert_openai_error(_post(tiny_server, {"id": "x", "score": 1e300}, "/v1/feedback"), 400)
+    assert error["param"] == "score"

@@ -19,6 +19,7 @@ from .openapi import errors
 from .response_schemas import Concluded, Deleted, ExperimentList, ExperimentState, FeedbackResult, text
 
 router = APIRouter()
+MAX_SCORE = 1e6
 admin = APIRouter(prefix="/admin/experiments", dependencies=[Depends(require_admin)])
 
 
@@ -81,7 +82,8 @@ class ConcludeBody(BaseModel):
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=200)
-    score: float = Field(ge=0, allow_inf_nan=False, description="0 or more, e.g. 0/1 thumbs or 1-5 stars")
+    # bounded: a sum of scores past float's range would make the experiment report and /metrics infinite
+    score: float = Field(ge=0, le=MAX_SCORE, allow_inf_nan=False, description="0 to 1e6, e.g. 0/1 thumbs or 1-5 stars")
 
 
 @admin.put("/{name}", responses={200: {"model": ExperimentState}, **errors(404, 409)})
