@@ -4,6 +4,8 @@ an app that is not started (the document needs no model)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +110,18 @@ def test_a_router_added_later_gets_the_error_schema_without_work_of_its_own():
     op = TestClient(app).get("/openapi.json").json()["paths"]["/admin/keys"]["post"]
     assert {"400", "401", "403", "413", "503"} <= set(op["responses"]) and "422" not in op["responses"]
     assert op["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": ERROR_REF}
+
+
+def test_docs_list_each_operations_error_statuses(document: dict[str, Any]):
+    """docs/api.md's per-endpoint table says what /openapi.json declares (503, everywhere, aside)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    table = text.split("| endpoint | error statuses |")[1].split("\n\n")[0].splitlines()[2:]
+    documented: dict[str, set[str]] = {}
+    for line in table:
+        endpoints, statuses = (c.strip() for c in line.strip().strip("|").split("|"))
+        for endpoint in re.findall(r"`([A-Z]+ [^`]+)`", endpoints):
+            documented[endpoint] = set(re.findall(r"\b\d{3}\b", statuses)) - {"503"}
+    for method, path, op in operations(document):
+        name = f"{method} {path}".replace("{model_id}", "{id}").replace("{name_ref}", "{name}")
+        declared = {s for s in op["responses"] if int(s) >= 400} - {"503"}
+        assert documented.get(name) == declared, f"docs/api.md: {name} answers {sorted(declared)}"
