@@ -62,7 +62,9 @@ def run_schemathesis(server: Server, out: Path) -> dict:
     config = out / "schemathesis.toml"
     config.write_text(CONFIG)
     cmd = [
-        str(Path(sys.executable).with_name("st")),
+        sys.executable,  # `st`, from this interpreter's packages
+        "-m",
+        "schemathesis.cli",
         "--config-file",
         str(config),
         "run",

@@ -9,16 +9,21 @@ from pydantic import BaseModel, Field
 
 from .schemas import Usage
 
+# OpenAPI 3.1: the `schema` of text/event-stream describes one event (3.2 calls it itemSchema)
 SSE = {
     "text/event-stream": {
         "schema": {
-            "type": "string",
-            "description": "with `stream: true`: `data: {chunk}` events (chat.completion.chunk / text_completion), "
-            "an error event if generation fails after the first, then `data: [DONE]`",
+            "type": "object",
+            "description": "with `stream: true`: one event per chunk (chat.completion.chunk / text_completion), an "
+            "error event if generation fails after the first, then `data: [DONE]`",
+            "required": ["data"],
+            "properties": {
+                "data": {"type": "string", "description": "a chunk or an error as JSON text, or [DONE] at the end"},
+                "event": {"type": "string"},
+            },
         }
     }
 }
-
 SERVED_BY = {
     "X-Adapter": {
         "description": "what served it: name@version, or base",
