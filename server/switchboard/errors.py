@@ -10,6 +10,7 @@ class SwitchboardError(Exception):
     type: str = "server_error"
     code: str | None = None
     retry_after: int | None = None  # seconds, sent as Retry-After
+    headers: dict[str, str] | None = None  # more response headers (a rate limit's x-ratelimit-*)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

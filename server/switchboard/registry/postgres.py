@@ -6,7 +6,7 @@ by any replica, so a change is applied to the latest state and two replicas regi
 name at once get v1 and v2, never two v1. A change is acknowledged only after its transaction has
 committed; every commit bumps a generation and NOTIFYs `switchboard_registry` with it.
 
-Tables are normalized (adapters, versions, aliases, alias history, experiments); a save rewrites
+Tables are normalized (adapters, versions, aliases, alias history, experiments, API keys); a save rewrites
 them inside the locked transaction (registries hold hundreds of rows, not millions). The schema is
 created and migrated by Switchboard on start: numbered migrations, applied under an advisory lock,
 so replicas starting at once on an empty database make one schema.
@@ -102,6 +102,10 @@ MIGRATIONS: tuple[str, ...] = (
     # 5: requests of a sticky experiment that came without their key (assigned at random, counted apart)
     """
     ALTER TABLE sb_variant_stats ADD COLUMN fallback bigint NOT NULL DEFAULT 0;
+    """,
+    # 6: API keys (tenants): the key's SHA-256 and its record (allowed patterns, limits), never the key
+    """
+    CREATE TABLE sb_keys (name text PRIMARY KEY, digest text NOT NULL UNIQUE, record jsonb NOT NULL);
     """,
 )
 
@@ -280,11 +284,18 @@ class PostgresStore:
         for alias, target in conn.execute("SELECT alias, target FROM sb_alias_history ORDER BY alias, seq"):
             history.setdefault(alias, []).append(target)
         experiments = dict(conn.execute("SELECT name, definition FROM sb_experiments").fetchall())
-        return {"adapters": adapters, "aliases": aliases, "alias_history": history, "experiments": experiments}
+        keys = dict(conn.execute("SELECT name, record FROM sb_keys").fetchall())
+        return {
+            "adapters": adapters,
+            "aliases": aliases,
+            "alias_history": history,
+            "experiments": experiments,
+            "keys": keys,
+        }
 
     @staticmethod
     def _write(conn: psycopg.Connection[Any], state: dict[str, Any]) -> None:
-        for table in ("sb_versions", "sb_adapters", "sb_aliases", "sb_alias_history", "sb_experiments"):
+        for table in ("sb_versions", "sb_adapters", "sb_aliases", "sb_alias_history", "sb_experiments", "sb_keys"):
             conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
         adapters = state.get("adapters", {})
         with conn.cursor() as cur:
@@ -311,6 +322,10 @@ class PostgresStore:
             cur.executemany(
                 "INSERT INTO sb_experiments (name, definition) VALUES (%s, %s::jsonb)",
                 [(name, json.dumps(d)) for name, d in state.get("experiments", {}).items()],
+            )
+            cur.executemany(
+                "INSERT INTO sb_keys (name, digest, record) VALUES (%s, %s, %s::jsonb)",
+                [(name, r["digest"], json.dumps(r)) for name, r in state.get("keys", {}).items()],
             )
         row = conn.execute(
             "UPDATE sb_generation SET generation = generation + 1, committed_at = clock_timestamp() "

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from ..errors import Conflict, NotFound
 from ..experiments.definitions import Experiment
+from .keys import KeysSection
 from .refs import AdapterRef, check_name, not_found
 from .store import MemoryStore, Store
 
@@ -41,7 +42,7 @@ class AdapterEntry:
     counter: int = 0  # last auto-number, so removed version numbers are never reused
 
 
-class Registry:
+class Registry(KeysSection):
     """Thread-safe registry state; every change is persisted before it becomes visible."""
 
     def __init__(self, store: Store | None = None) -> None:
@@ -51,12 +52,14 @@ class Registry:
         self._aliases: dict[str, str] = {}
         self._alias_history: dict[str, list[str]] = {}
         self._experiments: dict[str, Experiment] = {}
+        self._apply_keys({})
         self._apply(self._store.load())
 
     # ------------------------------------------------------------------ persistence
     def _apply(self, state: dict[str, Any] | None) -> None:
         """Replace the in-memory state by `state` (as stored)."""
         self._adapters, self._aliases, self._alias_history, self._experiments = {}, {}, {}, {}
+        self._apply_keys((state or {}).get("keys", {}))
         if not state:
             return
         for name, data in state.get("adapters", {}).items():
@@ -88,6 +91,7 @@ class Registry:
             "aliases": self._aliases,
             "alias_history": self._alias_history,
             "experiments": {name: e.as_dict() for name, e in self._experiments.items()},
+            "keys": {name: dict(record) for name, record in self._keys.items()},
         }
 
     def _commit(self, change: Callable[[], T]) -> T:
@@ -99,6 +103,7 @@ class Registry:
                 dict(self._aliases),
                 {k: list(v) for k, v in self._alias_history.items()},
                 dict(self._experiments),
+                dict(self._keys),
             )
             try:
                 with self._store.transaction() as latest:
@@ -107,7 +112,8 @@ class Registry:
                     result = change()
                     self._store.save(self._state())
             except BaseException:
-                self._adapters, self._aliases, self._alias_history, self._experiments = backup
+                self._adapters, self._aliases, self._alias_history, self._experiments, self._keys = backup
+                self._index_keys()
                 raise
             return result
 
