@@ -47,6 +47,7 @@ class Principal:
     max_streams: int | None = None  # requests open at once (a stream counts while it is open)
     created_at: float = field(default_factory=time.time)
     digest: str = ""  # sha256 hex of the key; empty for the admin and static keys (compared as they are)
+    revoked_at: float | None = None  # a revoked key stays as a tombstone: /v1 keeps needing keys
 
     def as_record(self) -> dict[str, Any]:
         """As the registry stores it (the digest, never the key)."""
@@ -62,6 +63,7 @@ class Principal:
             max_streams=record.get("max_streams") or None,
             created_at=float(record.get("created_at", 0.0)),
             digest=str(record.get("digest", "")),
+            revoked_at=record.get("revoked_at"),
         )
 
     def view(self) -> dict[str, Any]:
@@ -100,7 +102,7 @@ class Keyring:
         self, find: Callable[[str], Mapping[str, Any] | None], stored: int, static: list[str], admin: str | None
     ) -> None:
         self.find = find  # digest -> the registry's record of that key
-        self.stored = stored  # how many keys the registry holds
+        self.stored = stored  # how many keys the registry holds, revoked ones included
         self.static = [(Principal(f"static-{i}", created_at=0.0), key) for i, key in enumerate(static, start=1)]
         self.admin = admin
 
@@ -114,7 +116,7 @@ class Keyring:
         sent = digest(key)
         record = self.find(sent)
         found = Principal.from_record(record) if record is not None else None
-        if found is not None and not hmac.compare_digest(found.digest, sent):
+        if found is not None and (not hmac.compare_digest(found.digest, sent) or found.revoked_at is not None):
             found = None
         for candidate, secret in self.static:
             if hmac.compare_digest(key.encode(), secret.encode()) and found is None:
@@ -142,5 +144,6 @@ def authorize(principal: Principal | None, adapter: str | None, experiment: str 
 
 
 def unique(records: Mapping[str, Any], principal: Principal) -> None:
-    if principal.name in records:
+    """A name is free when no key has it or its key was revoked (the new key replaces the tombstone)."""
+    if principal.name in records and records[principal.name].get("revoked_at") is None:
         raise Conflict(f"key '{principal.name}' exists; revoke it first or choose another name", param="name")

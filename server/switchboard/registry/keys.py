@@ -6,6 +6,7 @@ JSON file or PostgreSQL, and other replicas pick changes up through the same syn
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ class KeysSection:
         return [Principal.from_record(r) for _, r in sorted(self._keys.items())]
 
     def key_count(self) -> int:
+        """Keys stored, revoked ones included: once a key was created, /v1 keeps needing one."""
         return len(self._keys)
 
     def key_by_digest(self, digest: str) -> dict[str, Any] | None:
@@ -51,13 +53,15 @@ class KeysSection:
         self._commit(change)
 
     def revoke_key(self, name: str) -> Principal:
-        """Delete key `name`: refused from the next request on (on other replicas, once they synced)."""
+        """Revoke key `name`: refused from the next request on (on other replicas, once they synced). Its record
+        stays, marked `revoked_at`, so that revoking the last key never opens /v1 to requests without one."""
 
         def change() -> Principal:
-            if name not in self._keys:
-                raise NotFound(f"key '{name}' not found; keys: {', '.join(sorted(self._keys)) or 'none'}")
-            record = self._keys.pop(name)
+            live = sorted(n for n, r in self._keys.items() if r.get("revoked_at") is None)
+            if name not in live:
+                raise NotFound(f"key '{name}' not found (or revoked already); keys: {', '.join(live) or 'none'}")
+            self._keys[name] = {**self._keys[name], "revoked_at": time.time()}
             self._index_keys()
-            return Principal.from_record(record)
+            return Principal.from_record(self._keys[name])
 
         return self._commit(change)
