@@ -103,6 +103,25 @@ class AdminClient:
     def rollback(self, alias: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/aliases/{alias}/rollback")
 
+    # API keys (`switchboard keys`, keys_client.py)
+    def keys(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/keys")
+
+    def create_key(
+        self,
+        name: str,
+        allow: list[str] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_streams: int | None = None,
+    ) -> dict[str, Any]:
+        """Create key `name`; the answer holds the key itself (`key`), which is never shown again."""
+        body = {"name": name, "allow": allow or [], "rpm": rpm, "tpm": tpm, "max_streams": max_streams}
+        return self._call("POST", "/admin/keys", {k: v for k, v in body.items() if v is not None})
+
+    def revoke_key(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/admin/keys/{name}")
+
     # experiments (`switchboard experiments`, experiments_client.py)
     def experiments(self) -> dict[str, Any]:
         return self._call("GET", "/admin/experiments")

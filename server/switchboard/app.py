@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import admin, console, experiments, health, openai, vllm_compat
+from .api import admin, console, experiments, health, keys, openai, vllm_compat
 from .api.access import AccessLog
 from .api.errors import BodyLimitMiddleware, install_error_handlers
 from .api.openapi import install_openapi
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 logger = logging.getLogger(__name__)
+RATE_LIMIT_HEADERS = [f"x-ratelimit-{w}-{k}" for w in ("limit", "remaining", "reset") for k in ("requests", "tokens")]
 
 
 def static_adapters(settings: Settings) -> dict[str, Path]:
@@ -174,7 +175,7 @@ def create_app(settings: Settings, engine: Engine | None = None, span_exporter: 
     app = FastAPI(title="Switchboard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     install_openapi(app)
-    for module in (health, admin, experiments, vllm_compat, openai):
+    for module in (health, admin, keys, experiments, vllm_compat, openai):
         app.include_router(module.router)
     if settings.console:
         app.include_router(console.router)
@@ -185,7 +186,7 @@ def create_app(settings: Settings, engine: Engine | None = None, span_exporter: 
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["*"],  # routing and sticky-assignment headers are configurable
-            expose_headers=["X-Adapter", "X-Request-Id", "X-Experiment", "Retry-After"],
+            expose_headers=["X-Adapter", "X-Request-Id", "X-Experiment", "Retry-After", *RATE_LIMIT_HEADERS],
             max_age=600,
         )
     app.add_middleware(AccessLog, tracing=tracing)  # outermost of ours: sees every status, 413 and CORS included

@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, adapters, experiments, train, eval, model path.
+"""The `switchboard` command: serve, adapters, experiments, keys, train, eval, model path.
 
 `serve` has one flag per Settings field, generated from the field (help = its description)."""
 
@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from . import admin_client, experiments_client
+from . import admin_client, experiments_client, keys_client
 from .config import Settings, load_settings
 from .logs import configure_logging
 from .registry import transfer
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin_client.add_parser(sub)
     experiments_client.add_parser(sub)
+    keys_client.add_parser(sub)
     transfer.add_parser(sub)
 
     train = sub.add_parser("train", help="train a LoRA adapter from a YAML config (see docs/training.md)")
@@ -311,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             return admin_client.run(args)
         if args.command == "experiments":
             return experiments_client.run(args)
+        if args.command == "keys":
+            return keys_client.run(args)
         if args.command == "registry":
             return transfer.run(args)
         if args.command == "train":

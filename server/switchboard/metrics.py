@@ -193,6 +193,12 @@ class Metrics:
             ["experiment", "variant", "guardrail"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "switchboard_rate_limited",
+            "Requests refused (429) by a key's limits, by key name and kind: requests, tokens, streams, fair_share.",
+            ["key", "kind"],
+            registry=r,
+        )
         self.engine_info = Info(
             "switchboard_engine",
             "What computes: engine, device, dtype (auto resolved), quantize, and the CPU's model, kernel level, "
@@ -249,6 +255,12 @@ class Metrics:
         ref = route.ref
         adapter, version = (ref.name, ref.version) if ref is not None else ("base", "")
         return self.labels(adapter, version, route.experiment, route.variant)
+
+    def forget_key(self, name: str) -> None:
+        """Drop a revoked key's series."""
+        for kind in ("requests", "tokens", "streams", "fair_share"):
+            with contextlib.suppress(KeyError):
+                self.rate_limited.remove(name, kind)
 
     def forget(self, adapter: str, version: str) -> None:
         """Drop every series of a removed adapter version."""

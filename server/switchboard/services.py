@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import faults
+from . import faults, tenants
 from .config import Settings
 from .engine.base import Engine, GenerationOutput, GenerationRequest
 from .engine.residency import Residency
 from .errors import NotFound, SwitchboardError
 from .experiments import CONCLUDED, RUNNING, STOPPED, Experiment, ExperimentStats, define
 from .faults import Fault
+from .limits import Limiter
 from .metrics import Metrics
 from .registry import AdapterRef, Registry
 from .routing import Router
+from .tenants import Principal
 from .tracing import Tracing
 from .validation import BaseModelInfo, check_fits, read_adapter, validate_adapter
 
@@ -52,6 +54,7 @@ class Services:
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     inflight: set[str] = field(default_factory=set)  # engine request ids being generated
     tracing: Tracing | None = None  # OpenTelemetry, when configured (tracing.py)
+    limiter: Limiter = field(default_factory=Limiter)  # the keys' limits on this replica
 
     async def _change(self, action: str, apply: Callable[[], T]) -> T:
         """Apply one registry change (persisted by the registry before it is visible), counted."""
@@ -229,6 +232,24 @@ class Services:
     async def delete_experiment(self, name: str) -> None:
         await self._change("experiment", lambda: self.registry.delete_experiment(name))
         logger.info("experiment %s deleted", name)
+
+    # ------------------------------------------------------------------ keys (tenants)
+    async def create_key(
+        self, name: str, allow: list[str], rpm: int | None, tpm: int | None, max_streams: int | None
+    ) -> tuple[Principal, str]:
+        """A new API key, stored (hashed) before it is accepted: (its principal, the key, shown only now)."""
+        principal, secret = tenants.define(name, allow, rpm, tpm, max_streams)
+        await self._change("key", lambda: self.registry.add_key(principal))
+        logger.info("key %s created (allow %s)", name, ", ".join(allow) or "everything")
+        return principal, secret
+
+    async def revoke_key(self, name: str) -> Principal:
+        """Refuse key `name` from the next request on (other replicas: once they synced)."""
+        principal = await self._change("key", lambda: self.registry.revoke_key(name))
+        self.limiter.forget(name)
+        self.metrics.forget_key(name)
+        logger.info("key %s revoked", name)
+        return principal
 
     # ------------------------------------------------------------------ replicas
     async def sync(self) -> None:

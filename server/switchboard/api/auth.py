@@ -1,19 +1,35 @@
 """Bearer keys: inference keys for /v1, the admin key for /admin and the vLLM load/unload endpoints.
-Both are FastAPI dependencies: handlers take `api_key: InferenceKey`; admin routers depend on `require_admin`.
+Both are FastAPI dependencies: handlers take `caller: InferenceKey`; admin routers depend on `require_admin`.
 Each also declares its security scheme (`ApiKey`, `AdminKey`), so the OpenAPI document marks every operation
-that needs a key, and its 401/403 (api/openapi.py), for any router that uses them."""
+that needs a key, and its 401/403 (api/openapi.py), for any router that uses them.
+
+Inference keys are the registry's keys (tenants, created through /admin/keys) and the static `api_keys`; once
+any exists, every /v1 request needs one. Each key is a named principal (tenants.py); its name, never the key,
+goes on `request.state.key_name` for the access log."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import Forbidden, Unauthorized
+from ..services import Services
+from ..tenants import Keyring, Principal
 from .deps import get_services
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent an inference request: the key as sent (route rules match it) and its principal (None when the
+    server has no inference keys: then anyone may call, unlimited)."""
+
+    key: str | None
+    principal: Principal | None
 
 
 def bearer(request: Request) -> str | None:
@@ -40,20 +56,26 @@ Declared = Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme
 DeclaredAdmin = Annotated[HTTPAuthorizationCredentials | None, Depends(admin_key_scheme)]
 
 
-def check_inference_key(request: Request, _: Declared) -> str | None:
-    """When inference keys are configured, require one of them (or the admin key); returns the key."""
-    settings = get_services(request).settings
+def keyring(services: Services) -> Keyring:
+    settings, registry = services.settings, services.registry
+    static = [k.get_secret_value() for k in settings.api_keys]
+    admin = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
+    return Keyring(registry.key_by_digest, registry.key_count(), static, admin)
+
+
+def check_inference_key(request: Request, _: Declared) -> Caller:
+    """When inference keys exist, require one of them (or the admin key); returns who is calling."""
+    ring = keyring(get_services(request))
     key = bearer(request)
-    if not settings.api_keys:
-        return key
-    allowed = {k.get_secret_value() for k in settings.api_keys}
-    if settings.admin_key is not None:
-        allowed.add(settings.admin_key.get_secret_value())
+    if not ring:
+        return Caller(key, None)
     if key is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    if not matches(key, allowed):
-        raise Unauthorized("invalid API key")
-    return key
+    principal = ring.lookup(key)
+    if principal is None:
+        raise Unauthorized("invalid API key (or revoked)")
+    request.state.key_name = principal.name
+    return Caller(key, principal)
 
 
 def require_admin(request: Request, _: DeclaredAdmin) -> None:
@@ -65,10 +87,11 @@ def require_admin(request: Request, _: DeclaredAdmin) -> None:
     if key is None:
         raise Unauthorized("missing admin key: send 'Authorization: Bearer <admin key>'")
     if matches(key, [settings.admin_key.get_secret_value()]):
+        request.state.key_name = "admin"
         return
-    if matches(key, [k.get_secret_value() for k in settings.api_keys]):
+    if keyring(get_services(request)).lookup(key) is not None:
         raise Forbidden("inference keys cannot manage adapters; use the admin key")
     raise Unauthorized("invalid admin key")
 
 
-InferenceKey = Annotated[str | None, Depends(check_inference_key)]
+InferenceKey = Annotated[Caller, Depends(check_inference_key)]

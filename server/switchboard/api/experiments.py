@@ -158,7 +158,7 @@ async def delete_experiment(services: ServicesDep, name: str) -> JSONResponse:
 
 
 @router.post("/v1/feedback", responses={200: {"model": FeedbackResult}, **errors(404)})
-async def feedback(services: ServicesDep, api_key: InferenceKey, body: FeedbackBody) -> JSONResponse:
+async def feedback(services: ServicesDep, caller: InferenceKey, body: FeedbackBody) -> JSONResponse:
     route = await asyncio.to_thread(services.experiments.feedback, body.id, body.score)
     labels = services.metrics.route_labels(route)
     services.metrics.feedback.labels(*labels).inc()

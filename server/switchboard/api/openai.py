@@ -19,12 +19,13 @@ from ..experiments.definitions import CONCLUDED, Experiment
 from ..registry import AdapterRef, not_found
 from ..routing import Route, RouteContext
 from ..services import Services
-from .auth import InferenceKey
+from .auth import Caller, InferenceKey
 from .deps import ServicesDep
 from .openapi import errors
 from .response_schemas import SERVED_BY, SSE, ChatCompletion, Completion, ModelCard, ModelList
 from .responses import Prepared, new_request_id, respond
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
+from .tenancy import admit, check_route
 from .tools import ToolPlan, prompt_messages
 from .tools import plan as tool_plan
 
@@ -115,7 +116,8 @@ def prepare(
     return Prepared(route, gens, request_id, body.model, started, tools)
 
 
-def route(request: Request, services: Services, body: SamplingFields, api_key: str | None) -> Route:
+def route(request: Request, services: Services, body: SamplingFields, caller: Caller) -> Route:
+    """Where the request goes, once the caller's key may use it (403 otherwise)."""
     if services.draining:
         raise ShuttingDown("this server is shutting down; retry on another replica")
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -123,10 +125,18 @@ def route(request: Request, services: Services, body: SamplingFields, api_key: s
         model=body.model,
         path=request.url.path,
         headers=headers,
-        api_key=api_key,
+        api_key=caller.key,
         user=body.user or headers.get(services.settings.experiment_user_header.lower()),
     )
-    return services.router.route(ctx)
+    chosen = services.router.route(ctx)
+    check_route(caller, chosen)
+    return chosen
+
+
+def charge(prepared: Prepared) -> int:
+    """Tokens a request may use, charged to its key up front: the prompt once, max_tokens per choice."""
+    first = prepared.gens[0]
+    return len(first.prompt_ids) + first.params.max_tokens * len(prepared.gens)
 
 
 # Chat templates and tokenization run off the event loop (a long prompt must not stall other requests), one at a
@@ -147,23 +157,23 @@ def _chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
 
 
 async def chat_completions(
-    request: Request, services: ServicesDep, api_key: InferenceKey, body: ChatCompletionRequest
+    request: Request, services: ServicesDep, caller: InferenceKey, body: ChatCompletionRequest
 ) -> Response:
     started = time.perf_counter()
-    chosen = route(request, services, body, api_key)
+    chosen = route(request, services, body, caller)
     tools = tool_plan(body)
     messages = prompt_messages(body, tools)
     prompt_ids = await _off_loop(_chat_prompt, services.engine.tokenizer, messages)
     default_max = services.settings.default_max_tokens
     prepared = prepare(services, body, prompt_ids, default_max, chosen, "chatcmpl", started, tools)
-    return await respond(request, services, prepared, body, "chat")
+    return await respond(request, services, prepared, body, "chat", admit(services, caller, charge(prepared)))
 
 
 async def completions(
-    request: Request, services: ServicesDep, api_key: InferenceKey, body: CompletionRequest
+    request: Request, services: ServicesDep, caller: InferenceKey, body: CompletionRequest
 ) -> Response:
     started = time.perf_counter()
-    chosen = route(request, services, body, api_key)
+    chosen = route(request, services, body, caller)
     tokenizer = services.engine.tokenizer
     if isinstance(body.prompt, str):
         prompt_ids = await _off_loop(lambda: list(tokenizer(body.prompt, add_special_tokens=True)["input_ids"]))
@@ -173,7 +183,7 @@ async def completions(
             raise InvalidRequest(f"prompt token ids must lie in [0, {vocab})", param="prompt")
         prompt_ids = [int(t) for t in body.prompt]
     prepared = prepare(services, body, prompt_ids, COMPLETIONS_DEFAULT_MAX_TOKENS, chosen, "cmpl", started)
-    return await respond(request, services, prepared, body, "text")
+    return await respond(request, services, prepared, body, "text", admit(services, caller, charge(prepared)))
 
 
 # The same handlers also answer under any path prefix, so route rules can match on the path
@@ -221,7 +231,7 @@ def _experiment_card(services: Services, name: str, experiment: Experiment) -> d
     return _card(services, name, root=serving, parent=services.settings.base_model_id, experiment=info)
 
 
-async def list_models(services: ServicesDep, api_key: InferenceKey) -> JSONResponse:
+async def list_models(services: ServicesDep, caller: InferenceKey) -> JSONResponse:
     """The base model first, then each adapter at its current version, then the aliases."""
     registry = services.registry
     data = [_base_card(services)]
@@ -234,7 +244,7 @@ async def list_models(services: ServicesDep, api_key: InferenceKey) -> JSONRespo
     return JSONResponse({"object": "list", "data": data})
 
 
-async def retrieve_model(services: ServicesDep, api_key: InferenceKey, model_id: str) -> JSONResponse:
+async def retrieve_model(services: ServicesDep, caller: InferenceKey, model_id: str) -> JSONResponse:
     """OpenAI's retrieve-model: the base model id, an adapter name, `name@version` or an alias, as
     /v1/models shows it (a `name@version` that is not current gets its own entry, same fields)."""
     registry = services.registry

@@ -21,6 +21,7 @@ from .logprobs import TokenTexts
 from .observe import observed
 from .schemas import SamplingFields
 from .streaming import Choice, collect, sse_chunks
+from .tenancy import Meter
 from .tools import ToolPlan
 
 
@@ -51,9 +52,24 @@ def echoed_request_id(request: Request, own: str) -> str:
 
 
 async def respond(
-    request: Request, services: Services, prepared: Prepared, body: SamplingFields, kind: str
+    request: Request, services: Services, prepared: Prepared, body: SamplingFields, kind: str, meter: Meter | None
 ) -> Response:
-    """The whole response (JSON) or the SSE stream of `prepared`, with the X-Adapter / X-Request-Id headers."""
+    """The whole response (JSON) or the SSE stream of `prepared`, with the X-Adapter / X-Request-Id headers (and
+    the key's x-ratelimit-* when it has limits); `meter` (a keyed request) is released when the request ends."""
+    try:
+        response = await _respond(request, services, prepared, body, kind, meter)
+    except BaseException:
+        if meter is not None:
+            meter.close()
+        raise
+    if meter is not None and not body.stream:
+        meter.close()  # a stream's meter is released when the stream ends (Meter.wrap)
+    return response
+
+
+async def _respond(
+    request: Request, services: Services, prepared: Prepared, body: SamplingFields, kind: str, meter: Meter | None
+) -> Response:
     headers = {"X-Adapter": served_by(prepared.ref), "X-Request-Id": echoed_request_id(request, prepared.request_id)}
     if prepared.route.experiment:
         headers["X-Experiment"] = f"{prepared.route.experiment}/{prepared.route.variant}"
@@ -65,6 +81,9 @@ async def respond(
         exchange.operation = "chat" if kind == "chat" else "text_completion"
         exchange.model, exchange.response_id = prepared.model, prepared.request_id
     stream = observed(services, prepared.route, prepared.gens, prepared.started, exchange)
+    if meter is not None:
+        headers.update(meter.headers)
+        stream = meter.wrap(stream)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = sse_chunks(
