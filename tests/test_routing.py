@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from switchboard.config import RouteRule
-from switchboard.errors import AdapterNotFound, InvalidRequest
+from switchboard.errors import AdapterNotFound, Forbidden, InvalidRequest
 from switchboard.registry import AdapterRef, Registry
 from switchboard.routing import RouteContext, Router
 
@@ -77,6 +77,31 @@ def test_rules_in_order_before_default(registry: Registry):
     assert r.route(ctx(headers={"X-Raw": "1"})) is None
     # rules only apply when model is the base id
     assert r.route(ctx("pre-sales", path="/scenarios/after-sales/v1/chat/completions")) == AdapterRef("pre-sales", "v1")
+
+
+def test_a_key_rule_binds_the_key_whatever_the_header_or_model_names(registry: Registry):
+    registry.set_alias("after-sales-prod", "after-sales@v2")
+    rules = [RouteRule(adapter="after-sales", api_key="sk-support"), RouteRule(adapter="base", api_key="sk-raw")]
+    r = router(registry, rules, default="shop")
+    assert r.route(ctx(api_key="sk-support")) == AdapterRef("after-sales", "v2")
+    # naming what the rule routes to, by any of its names, is served
+    for named in ("after-sales", "after-sales@v2", "after-sales-prod"):
+        assert r.route(ctx(named, api_key="sk-support")) == AdapterRef("after-sales", "v2")
+        assert r.route(ctx(headers={"X-Adapter": named}, api_key="sk-support")) == AdapterRef("after-sales", "v2")
+    for request in (
+        ctx("marketing", api_key="sk-support"),
+        ctx(headers={"X-Adapter": "marketing"}, api_key="sk-support"),
+        ctx(headers={"X-Adapter": "base"}, api_key="sk-support"),
+        ctx("after-sales@v1", api_key="sk-support"),  # another version is another adapter
+        ctx("after-sales", api_key="sk-raw"),
+    ):
+        with pytest.raises(Forbidden, match="bound by a route rule to") as err:
+            r.route(request)
+        assert err.value.status == 403
+    assert r.route(ctx(headers={"X-Adapter": "base"}, api_key="sk-raw")) is None
+    # other keys, and no key, route as before
+    assert r.route(ctx("marketing", api_key="sk-other")) == AdapterRef("marketing", "v1")
+    assert r.route(ctx(headers={"X-Adapter": "marketing"})) == AdapterRef("marketing", "v1")
 
 
 def test_unknown_names_404_with_available(registry: Registry):

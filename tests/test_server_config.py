@@ -85,6 +85,20 @@ def test_header_rule_and_api_key_rule(configured: Server):
     assert served(configured, key="sk-team-b") == "base"
 
 
+def test_a_key_rule_binds_its_key_against_the_header_and_the_model(configured: Server):
+    for headers, model in (({"X-Adapter": "alpha"}, "tiny-base"), ({}, "alpha"), ({"X-Adapter": "alpha"}, "alpha")):
+        resp = httpx.post(
+            configured.url + "/v1/chat/completions",
+            json={"model": model, "messages": MSG, "max_tokens": 2},
+            headers={"Authorization": "Bearer sk-team-b", **headers},
+            timeout=30,
+        )
+        assert resp.status_code == 403 and resp.json()["error"]["code"] == "model_forbidden"
+        assert "bound by a route rule to base" in resp.json()["error"]["message"]
+    assert served(configured, key="sk-team-b", headers={"X-Adapter": "base"}) == "base"
+    assert served(configured, key="sk-team-a", headers={"X-Adapter": "alpha"}) == "alpha@v1"  # other keys: as before
+
+
 def test_model_name_beats_rules(configured: Server):
     assert served(configured, "/scenarios/alpha/v1/chat/completions", model="beta") == "beta@v1"
 

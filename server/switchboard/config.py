@@ -37,7 +37,11 @@ class RouteRule(BaseModel):
     )
     header: str | None = Field(default=None, description="Match on this request header (case-insensitive name).")
     value: str | None = Field(default=None, description="Required value of `header` (any value when omitted).")
-    api_key: str | None = Field(default=None, description="Match requests made with this inference API key.")
+    api_key: str | None = Field(
+        default=None,
+        description="Match requests made with this inference API key, and bind it: a request with the key that "
+        "names another adapter (X-Adapter or model) gets 403 (docs/tenants.md).",
+    )
 
     @model_validator(mode="after")
     def _has_condition(self) -> RouteRule:
@@ -144,7 +148,9 @@ class Settings(BaseSettings):
     )
     admin_key: SecretStr | None = Field(default=None, description="Bearer key for /admin; unset = admin API off.")
     api_keys: list[SecretStr] = Field(
-        default_factory=list, description="Bearer keys accepted on /v1 (none = no authentication)."
+        default_factory=list,
+        description="Static bearer keys accepted on /v1, unlimited, named static-1, static-2, … in metrics and logs; "
+        "with none here and no key created through /admin/keys, /v1 needs no key (docs/tenants.md).",
     )
     cors_origins: list[str] = Field(
         default_factory=list,

@@ -2,14 +2,18 @@
 
 First match wins: the `X-Adapter` header; then `model` naming an adapter (or NAME@VERSION); when
 `model` is the base model's id: the configured route rules, then the default adapter, else the base.
+A route rule with `api_key` binds that key: a request with it that names anything else than the adapters
+its rules route to (by header or `model`) is refused (403), never silently routed elsewhere.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import RouteRule
+from .errors import Forbidden
 from .experiments import RUNNING, assign, sticky_key
 from .registry import BASE, AdapterRef, Registry, not_found
 
@@ -71,14 +75,30 @@ class Router:
             value = ctx.headers.get(rule.header.lower())
             if value is None or (rule.value is not None and value != rule.value):
                 return False
-        return not (rule.api_key is not None and ctx.api_key != rule.api_key)
+        return rule.api_key is None or _same_key(ctx.api_key, rule.api_key)
+
+    def _check_bound(self, text: str, ctx: RouteContext) -> None:
+        """403 when the request's key is bound by route rules to adapters that `text` is not one of."""
+        bound = [r.adapter for r in self.rules if r.api_key is not None and _same_key(ctx.api_key, r.api_key)]
+        if not bound or text in bound:
+            return
+        ref = self.registry.lookup(text) if text != BASE else None
+        if ref is not None and any(self.registry.lookup(b) == ref for b in bound if b != BASE):
+            return
+        raise Forbidden(
+            f"this API key is bound by a route rule to {', '.join(bound)}; it may not name '{text[:64]}' "
+            "(send the base model's id, or one of those)",
+            code="model_forbidden",
+        )
 
     def route(self, ctx: RouteContext) -> Route:
         """Resolve the request to one adapter version (ref None = the bare base model)."""
         header = ctx.headers.get(ADAPTER_HEADER)
         if header:
+            self._check_bound(header.strip(), ctx)
             return self._named(header.strip(), "X-Adapter", ctx)
         if ctx.model != self.base_model_id:
+            self._check_bound(ctx.model, ctx)
             return self._named(ctx.model, "model", ctx)
         for rule in self.rules:
             if self._rule_matches(rule, ctx):
@@ -86,3 +106,7 @@ class Router:
         if self.default_adapter:
             return self._named(self.default_adapter, "model", ctx)
         return Route(None)
+
+
+def _same_key(sent: str | None, configured: str) -> bool:
+    return sent is not None and hmac.compare_digest(sent.encode(), configured.encode())
