@@ -116,6 +116,8 @@ def test_a_restricted_key_gets_403_for_anything_else_whatever_the_header_or_mode
     key = create(server, "support", allow=["alpha*"])
     c = client(server, key)
     assert c.chat.completions.with_raw_response.create(model="alpha", messages=MSG, max_tokens=2).status_code == 200
+    ids = {m.id for m in c.models.list().data}  # the base model's id, and only what the key may use
+    assert {"alpha", "alpha-ab"} <= ids and not ids & {"beta", "gamma", "mixed"} and len(ids) == 3
     ab = c.chat.completions.with_raw_response.create(model="alpha-ab", messages=MSG, max_tokens=2, user="u1")
     assert ab.headers["x-experiment"].startswith("alpha-ab/")  # an allowed experiment, whichever variant
     refused = [

@@ -19,6 +19,7 @@ from ..experiments.definitions import CONCLUDED, Experiment
 from ..registry import AdapterRef, not_found
 from ..routing import Route, RouteContext
 from ..services import Services
+from ..tenants import may_use
 from .auth import Caller, InferenceKey
 from .deps import ServicesDep
 from .openapi import errors
@@ -232,15 +233,22 @@ def _experiment_card(services: Services, name: str, experiment: Experiment) -> d
 
 
 async def list_models(services: ServicesDep, caller: InferenceKey) -> JSONResponse:
-    """The base model first, then each adapter at its current version, then the aliases."""
-    registry = services.registry
-    data = [_base_card(services)]
+    """The base model first, then each adapter at its current version, then the aliases and experiments; for a
+    key with `allow` patterns, only the adapters (aliases by their target) and experiments it may use."""
+    registry, principal = services.registry, caller.principal
+
+    def usable(name: str) -> bool:
+        return principal is None or may_use(principal, name)
+
+    data = [_base_card(services)]  # always: rules or the default adapter may route the base id to what a key may use
     for name in registry.names():
         ref = registry.current(name)
-        if ref is not None:
+        if ref is not None and usable(name):
             data.append(_adapter_card(services, name, ref))
-    data += [_alias_card(services, alias, target) for alias, target in sorted(registry.aliases().items())]
-    data += [_experiment_card(services, name, exp) for name, exp in sorted(registry.experiments().items())]
+    aliases = sorted(registry.aliases().items())
+    data += [_alias_card(services, a, target) for a, target in aliases if usable(AdapterRef.parse(target)[0])]
+    experiments = sorted(registry.experiments().items())
+    data += [_experiment_card(services, name, exp) for name, exp in experiments if usable(name)]
     return JSONResponse({"object": "list", "data": data})
 
 
