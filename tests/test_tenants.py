@@ -224,6 +224,7 @@ def test_keys_never_appear_in_the_registry_metrics_or_logs(server: Server):
     metrics = httpx.get(server.url + "/metrics", timeout=10).text
     logs = server.output()
     assert '"keys"' in stored and "rpm-two" in stored and 'key="greedy"' in metrics
+    assert " key=greedy" in logs  # the access log names the key (request.state.key_name)
     for secret in SECRETS.values():
         for where, text in (("registry.json", stored), ("/metrics", metrics), ("the log", logs)):
             assert secret not in text and secret[3:20] not in text, f"a key appears in {where}"
