@@ -200,7 +200,7 @@ for prefix in ("", "/{route_prefix:path}"):
             handler,
             methods=["POST"],
             include_in_schema=not prefix,
-            responses={200: {"model": answer, "content": SSE, "headers": SERVED_BY}, **errors(404, 429)},
+            responses={200: {"model": answer, "content": SSE, "headers": SERVED_BY}, **errors(403, 404, 429)},
         )
 
 
