@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load as load_safetensors
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,9 @@ class LoraStacks:
             return None
         if next(iter(layers.values())).resolve_lora_variant(config=config) is not None:
             return None
-        weights = load_file(str(Path(path) / "adapter_model.safetensors"), device="cpu")
+        # read, not mmap'd: safetensors' load_file/safe_open keep ~60 bytes per tensor per call for good
+        # (safetensors 0.8.0; 15 KB per load of a bundled adapter), which every register/remove cycle added up
+        weights = load_safetensors((Path(path) / "adapter_model.safetensors").read_bytes())
         pairs: dict[str, dict[str, torch.Tensor]] = {}
         for name, tensor in weights.items():
             suffix = next((s for s in _WEIGHT_SUFFIXES if name.endswith(s)), None)
