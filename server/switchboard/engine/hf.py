@@ -77,7 +77,7 @@ class HFEngine:
         self.max_model_len = max_model_len
         self.tokenizer: Any = None
         self.model: Any = None
-        self._inbox: queue.Queue[Submission] = queue.Queue()
+        self._inbox: queue.Queue[Submission | None] = queue.Queue()  # None: wake up, a command is waiting
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
         self._aborted: set[str] = set()
         self._aborted_lock = threading.Lock()
@@ -197,6 +197,7 @@ class HFEngine:
             return await asyncio.to_thread(fn)
         fut: Future = Future()
         self._commands.put((fn, fut))
+        self._inbox.put(None)  # an idle loop waits on the inbox: run the command now, not at its next poll
         return await asyncio.wrap_future(fut)
 
     # ---------------------------------------------------------------- requests
@@ -264,7 +265,10 @@ class HFEngine:
             for row in batch.rows if batch is not None else []:
                 self._finish(row, "abort")
             while not self._inbox.empty():  # and the requests still waiting (generate() now refuses new ones)
-                _, sink, _ = self._inbox.get_nowait()
+                item = self._inbox.get_nowait()
+                if item is None:
+                    continue
+                _, sink, _ = item
                 self._ledger.release()
                 sink(GenerationOutput(text="", finish_reason="abort"))
             self._ledger.publish(None, [])
@@ -282,19 +286,24 @@ class HFEngine:
                 fut.set_exception(exc)
 
     def _take_new(self, block: bool) -> list[Submission]:
-        items = []
+        items: list[Submission] = []
         if block:
             try:
-                items.append(self._inbox.get(timeout=0.05))
+                first = self._inbox.get(timeout=0.05)
             except queue.Empty:
                 return items
+            if first is None:  # a command's wake-up: the loop runs it first
+                return items
+            items.append(first)
         room = self.max_batch_size - self._ledger.running - len(items)
         while room > 0:
             try:
-                items.append(self._inbox.get_nowait())
+                item = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            room -= 1
+            if item is not None:
+                items.append(item)
+                room -= 1
         return items
 
     def _is_aborted(self, request_id: str) -> bool:
