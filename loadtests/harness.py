@@ -1,9 +1,9 @@
 """What every benchmark and `loadgen.py` share: their adapters (`adapters`, made by synthetic_adapters.py); a server
-started and stopped (`serve_command`, `free_port`, `server`, `wait_ready`, `client`); ONE streaming chat client
-(`stream_chat`; `one_request` and `clients` on it); the machine's facts (`machine`: CPU model and the flags that decide
-dtypes, load, command, commit); their options (`parser`, `parse`: quick or full defaults); their results
-(`summarize`, `footer`, `write_result`, `exit_code` into RESULTS_DIR); `run_main` (SIGTERM and Ctrl-C unwind, so
-servers stop and temp dirs go).
+started and stopped (`serve_command`, `free_port`, `server`, `wait_ready`, `client`) and its memory (`rss_mib`); ONE
+streaming chat client (`stream_chat`; `one_request` and `clients` on it); the machine's facts (`machine`: CPU model
+and the flags that decide dtypes, load, command, commit); their options (`parser`, `parse`: quick or full defaults);
+their results (`summarize`, `footer`, `write_result`, `exit_code` into RESULTS_DIR); `run_main` (SIGTERM and Ctrl-C
+unwind, so servers stop and temp dirs go).
 """
 
 from __future__ import annotations
@@ -111,6 +111,14 @@ async def wait_ready(
             pass
         await asyncio.sleep(0.25)
     raise TimeoutError(f"{name} not ready after {deadline_s:.0f}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process `pid` (VmRSS of /proc/PID/status), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for pid {pid}")
 
 
 # --- the client ---
