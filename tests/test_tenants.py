@@ -118,6 +118,11 @@ def test_a_restricted_key_gets_403_for_anything_else_whatever_the_header_or_mode
     assert c.chat.completions.with_raw_response.create(model="alpha", messages=MSG, max_tokens=2).status_code == 200
     ids = {m.id for m in c.models.list().data}  # the base model's id, and only what the key may use
     assert {"alpha", "alpha-ab"} <= ids and not ids & {"beta", "gamma", "mixed"} and len(ids) == 3
+    assert c.models.retrieve("alpha").id == "alpha" and c.models.retrieve("alpha-ab").id == "alpha-ab"
+    for hidden in ("beta", "mixed"):  # what the key may not use is not found, as OpenAI answers
+        with pytest.raises(openai.NotFoundError) as missing:
+            c.models.retrieve(hidden)
+        assert "available:" in missing.value.message and "gamma" not in missing.value.message
     ab = c.chat.completions.with_raw_response.create(model="alpha-ab", messages=MSG, max_tokens=2, user="u1")
     assert ab.headers["x-experiment"].startswith("alpha-ab/")  # an allowed experiment, whichever variant
     refused = [

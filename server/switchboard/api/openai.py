@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..engine.base import GenerationRequest, SamplingParams
 from ..engine.constraints import grammar
-from ..errors import InvalidRequest, ShuttingDown
+from ..errors import AdapterNotFound, InvalidRequest, ShuttingDown
 from ..experiments.definitions import CONCLUDED, Experiment
 from ..registry import AdapterRef, not_found
 from ..routing import Route, RouteContext
@@ -254,19 +254,33 @@ async def list_models(services: ServicesDep, caller: InferenceKey) -> JSONRespon
 
 async def retrieve_model(services: ServicesDep, caller: InferenceKey, model_id: str) -> JSONResponse:
     """OpenAI's retrieve-model: the base model id, an adapter name, `name@version` or an alias, as
-    /v1/models shows it (a `name@version` that is not current gets its own entry, same fields)."""
-    registry = services.registry
+    /v1/models shows it (a `name@version` that is not current gets its own entry, same fields). For a key with
+    `allow` patterns, what it may not use is not found, as OpenAI answers for a model the key has no access to."""
+    registry, principal = services.registry, caller.principal
+
+    def usable(name: str) -> bool:
+        return principal is None or may_use(principal, name)
+
+    def missing() -> AdapterNotFound:
+        aliases = [a for a, target in sorted(registry.aliases().items()) if usable(AdapterRef.parse(target)[0])]
+        available = [n for n in registry.names() if usable(n)] + aliases
+        return not_found("model", model_id, [services.settings.base_model_id, *available], param="model")
+
     if model_id == services.settings.base_model_id:
         return JSONResponse(_base_card(services))
     target = registry.aliases().get(model_id)
     if target is not None:
+        if not usable(AdapterRef.parse(target)[0]):
+            raise missing()
         return JSONResponse(_alias_card(services, model_id, target))
     experiment = registry.experiment(model_id)
     if experiment is not None:
+        if not usable(model_id):
+            raise missing()
         return JSONResponse(_experiment_card(services, model_id, experiment))
     ref = registry.lookup(model_id)
-    if ref is None:
-        raise not_found("model", model_id, [services.settings.base_model_id, *registry.available()], param="model")
+    if ref is None or not usable(ref.name):
+        raise missing()
     return JSONResponse(_adapter_card(services, model_id, ref))
 
 
