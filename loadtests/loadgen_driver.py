@@ -13,22 +13,33 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import harness
 import httpx
 import loadgen_formats
-from loadgen_workload import TraceRequest
+from loadgen_workload import BASE, TraceRequest
 
 
 @dataclass(frozen=True)
 class Target:
-    """A server under test: where it listens and which model id reaches its bare base model."""
+    """A server under test: where it listens and which model id reaches its bare base model. `lora_ids` (llama-server:
+    adapter name → index of its --lora) makes each request name the base model and pick its adapter by a `lora`
+    field instead."""
 
     name: str
     base_url: str
     base_model: str
+    lora_ids: Mapping[str, int] | None = None
+
+    def extra(self, adapter: str) -> dict[str, Any] | None:
+        """Body fields the request for `adapter` adds (`harness.chat_request`'s `extra`)."""
+        if self.lora_ids is None:
+            return None
+        lora = [] if adapter == BASE else [{"id": self.lora_ids[adapter], "scale": 1.0}]
+        return {"model": self.base_model, "lora": lora}
 
 
 @dataclass
@@ -71,6 +82,9 @@ class Run:
     repeat: int
     wall_s: float  # start → last request ended, or the deadline if it cut requests
     outcomes: list[Outcome]
+    rss_mib: float | None = None  # the server's peak resident memory during the run (harness.rss_mib)
+    decode_batch: float | None = None  # llama-server: output tokens per llama_decode() call (llamacpp.decode_batch)
+    loadavg: float | None = None  # the machine's 1-minute load average at the run's end (other work skews figures)
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -93,6 +107,7 @@ async def stream_one(client: httpx.AsyncClient, target: Target, req: TraceReques
         client, out, req.prompt, req.output_tokens, req.adapter, target.base_model,
         origin=time.perf_counter() - out.queued_s, itl=out.itl_s,
         response_format=None if fmt is None else loadgen_formats.response_format(fmt), transcript=out.transcript,
+        extra=target.extra(req.adapter),
     )  # fmt: skip
     out.end_s = end - t0
     out.status = "failed" if out.error else "ok"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import sys
@@ -11,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import harness
+import utilisation
 from loadgen_driver import Outcome, Run
 from loadgen_formats import CHECKS
+from loadgen_workload import BASE
 
 PERCENTILES = (50, 95, 99)
 TARGET_TITLES = {
@@ -20,6 +23,7 @@ TARGET_TITLES = {
     "naive": "naive PEFT",
     "vllm": "vLLM",
     "switchboard-vllm": "Switchboard --engine vllm",
+    "llamacpp": "llama.cpp llama-server",
 }
 STRUCTURED = "json-"  # scenario key prefix: json-S, a share S of the requests constrained
 CLASSES = {"json": "constrained", "free": "unconstrained"}
@@ -56,10 +60,33 @@ def summarize(runs: list[Run]) -> dict[str, dict[str, Any]]:
             "prompt_tokens_mean": statistics.fmean(o.prompt_tokens for o in ok) if ok else math.nan,
             "output_tokens_mean": statistics.fmean(o.completion_tokens for o in ok) if ok else math.nan,
             "errors": sorted({o.error for o in everything if o.error})[:5],
+            "rss_mib": max((r.rss_mib for r in mine if r.rss_mib is not None), default=math.nan),
+            "decode_batch": _median([r.decode_batch for r in mine if r.decode_batch is not None]),
         }
         if mine[0].scenario.startswith(STRUCTURED):
             out[key]["classes"] = {name: _class_summary(mine, name) for name in CLASSES}
     return out
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def add_utilisation(summary: dict[str, dict[str, Any]], runs: list[Run], config: dict[str, Any],
+                    lora: dict[str, Any], peaks: dict[str, dict[str, Any]], dtype: str) -> None:  # fmt: skip
+    """Add to each target/scenario the FLOPs per output token (its mean context, the share of its tokens decoded on an
+    adapter of `lora`'s rank and targets) and its utilisation of the GEMM peak: in `dtype` for the torch servers, in
+    fp32 for llama.cpp (Q4_K_M has no torch peak; fp32 is the common denominator)."""
+    for key, s in summary.items():
+        ok = [o for r in runs if f"{r.target}/{r.scenario}" == key for o in r.outcomes if o.status == "ok"]
+        tokens = sum(o.completion_tokens for o in ok)
+        on_adapter = sum(o.completion_tokens for o in ok if o.adapter != BASE) / tokens if tokens else 0.0
+        context = s["prompt_tokens_mean"] + s["output_tokens_mean"] / 2 if ok else 0.0
+        flops = utilisation.flops_per_token(config, context, int(lora.get("r", 0)), lora.get("target_modules") or (),
+                                            on_adapter)  # fmt: skip
+        peak = "float32" if s["target"] == "llamacpp" else dtype
+        s["flops_per_token"], s["peak_dtype"] = flops, peak
+        s["utilisation"] = utilisation.utilisation(s["tok_s"], flops, peaks[peak]["flops"])
 
 
 def _class_of(o: Outcome) -> str:
@@ -173,6 +200,15 @@ def ratios(summary: dict[str, dict[str, Any]], adapters: list[int], concurrency:
         ("vLLM: mixed-3 / one adapter", "vllm/mixed-3", "vllm/adapters-1"),
         ("Switchboard --engine vllm / vLLM, mixed-3", "switchboard-vllm/mixed-3", "vllm/mixed-3"),
         ("Switchboard --engine vllm / vLLM, one adapter", "switchboard-vllm/adapters-1", "vllm/adapters-1"),
+        ("Switchboard / llama.cpp, serial (base, one client)", "switchboard/serial-base", "llamacpp/serial-base"),
+        (
+            f"Switchboard / llama.cpp, base, {concurrency} clients",
+            f"switchboard/base-{concurrency}",
+            f"llamacpp/base-{concurrency}",
+        ),
+        ("Switchboard / llama.cpp, one adapter", sb_one, "llamacpp/adapters-1"),
+        ("Switchboard / llama.cpp, mixed-3", sb_mixed, "llamacpp/mixed-3"),
+        ("llama.cpp: mixed-3 / one adapter", "llamacpp/mixed-3", "llamacpp/adapters-1"),
     ]
     out = []
     for title, top_key, bottom_key in rows:
@@ -183,11 +219,14 @@ def ratios(summary: dict[str, dict[str, Any]], adapters: list[int], concurrency:
     def ttft_p50(key: str) -> float:
         return float(summary[key]["ttft_ms"][0]) if key in summary else math.nan
 
-    for scenario in ("mixed-3", "adapters-1"):  # latency too: the vllm engine should add nothing to vLLM's TTFT
-        top_key, bottom_key = f"switchboard-vllm/{scenario}", f"vllm/{scenario}"
+    # latency too: the vllm engine should add nothing to vLLM's TTFT; llama.cpp's mixed batches wait their turn
+    pairs = [("switchboard-vllm", "vllm", "Switchboard --engine vllm / vLLM"),
+             ("switchboard", "llamacpp", "Switchboard / llama.cpp")]  # fmt: skip
+    for (top, bottom, what), scenario in itertools.product(pairs, ("mixed-3", "adapters-1")):
+        top_key, bottom_key = f"{top}/{scenario}", f"{bottom}/{scenario}"
         den = ttft_p50(bottom_key)
         value = ttft_p50(top_key) / den if den else math.nan
-        title = f"TTFT p50, Switchboard --engine vllm / vLLM, {scenario} (lower is better)"
+        title = f"TTFT p50, {what}, {scenario} (lower is better)"
         out.append({"ratio": title, "value": value, "numerator": top_key, "denominator": bottom_key})
     return out
 
@@ -207,14 +246,19 @@ def markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]], ratio_
         *(f"| {r['ratio']} | {_fmt([r['value']], 2).replace('–', 'n/a')} |" for r in run),
         "",
         f"| target | scenario | output tok/s (median of {setting['repeats']}) | per repeat | req/s "
-        "| TTFT p50/p95/p99 (ms) | ITL p50/p95/p99 (ms) | latency p50/p95/p99 (s) | ok / failed / cancelled |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| TTFT p50/p95/p99 (ms) | ITL p50/p95/p99 (ms) | latency p50/p95/p99 (s) | ok / failed / cancelled "
+        "| peak RSS (MiB) | utilisation (of peak) | output tokens per decode call |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary.values():
+        util = "–" if s.get("utilisation") is None else f"{s['utilisation']:.2%} ({s['peak_dtype']})"
         lines.append(
             f"| {TARGET_TITLES[s['target']]} | {setting['scenarios'][s['scenario']]} | {s['tok_s']:.1f} "
             f"| {', '.join(f'{v:.1f}' for v in s['tok_s_runs'])} | {s['req_s']:.2f} | {_fmt(s['ttft_ms'])} "
-            f"| {_fmt(s['itl_ms'])} | {_fmt(s['latency_s'], 2)} | {s['ok']} / {s['failed']} / {s['cancelled']} |"
+            f"| {_fmt(s['itl_ms'])} | {_fmt(s['latency_s'], 2)} | {s['ok']} / {s['failed']} / {s['cancelled']} "
+            f"| {_fmt([s.get('rss_mib', math.nan)])} "
+            f"| {util} "
+            f"| {_fmt([s.get('decode_batch', math.nan)], 1)} |"
         )
     lines += structured_markdown(setting, summary, list(structured_rows))
     w = setting["workload"]
@@ -234,10 +278,29 @@ def markdown(setting: dict[str, Any], summary: dict[str, dict[str, Any]], ratio_
         + f"{setting['repeats']} repeat(s), scenarios of one server interleaved; each run capped at "
         f"{setting['max_run_s']:g} s",
     )
+    lines += utilisation_note(setting, summary)
     if setting.get("notes"):
         lines += ["", *(f"Note: {note}" for note in setting["notes"])]
     lines += ["", *(f"![{Path(p).stem}]({Path(p).name})" for p in plots)]
     return "\n".join(lines) + "\n"
+
+
+def utilisation_note(setting: dict[str, Any], summary: dict[str, dict[str, Any]]) -> list[str]:
+    """What the utilisation column divides by: the GEMM peaks measured in the run, the FLOPs per token."""
+    peaks = setting.get("gemm_peak") or {}
+    if not peaks:
+        return []
+    flops = [s["flops_per_token"] for s in summary.values() if "flops_per_token" in s]
+    measured = ", ".join(f"{name} {p['flops'] / 1e9:.1f} GFLOP/s ({p['size']}² matmul, {p['threads']} threads)"
+                         for name, p in peaks.items())  # fmt: skip
+    return [
+        "",
+        f"Utilisation = output tok/s × FLOPs per output token ({min(flops) / 1e6:.0f}–{max(flops) / 1e6:.0f} MFLOP: "
+        "2 × the weights a token touches, lm_head included, + attention over its mean context + LoRA on the "
+        f"adapter rows) ÷ the GEMM peak measured in this run: {measured}. llama.cpp (Q4_K_M) is divided by the fp32 "
+        "peak, the common denominator. Output tokens per decode call (llama-server's /metrics: tokens predicted ÷ "
+        "llama_decode calls over the run, prompt calls included): how many rows a forward pass carried.",
+    ]
 
 
 def plot(summary: dict[str, dict[str, Any]], setting: dict[str, Any], out_dir: Path, prefix: str) -> list[str]:

@@ -258,10 +258,12 @@ def test_quick_mode_runs_against_switchboard_and_the_naive_server(tiny_model_dir
     [result_file] = tmp_path.glob("loadgen-quick-*.json")
     result = json.loads(result_file.read_text())
     summary = result["summary"]
-    expected = {"adapters-1", "adapters-4", "mixed-3", "rate-2", "json-0.5"}
+    expected = {"serial-base", "base-4", "adapters-1", "adapters-4", "mixed-3", "rate-2", "json-0.5"}
     assert {k for k in summary if k.startswith("switchboard/")} == {f"switchboard/{k}" for k in expected}
     assert "naive/mixed-3" in summary
     assert all(s["failed"] == 0 and s["ok"] > 0 for s in summary.values()), summary
+    assert all(s["rss_mib"] > 100 and 0 < s["utilisation"] < 1 for s in summary.values()), summary
+    assert summary["switchboard/serial-base"]["ok"] == 2  # --serial-requests' quick default, one client
     assert result["traces"]["mixed-3"]["requests"][0]["prompt"]
     assert "Switchboard / naive PEFT" in (tmp_path / "loadgen-quick.md").read_text()
     classes = summary["switchboard/json-0.5"]["classes"]  # a random model's documents may be cut, never invalid
