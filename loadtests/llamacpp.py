@@ -39,6 +39,9 @@ CACHE = Path(os.environ.get("SWITCHBOARD_CACHE_DIR", Path.home() / ".cache" / "s
 CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_NATIVE=ON",
                "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF")  # fmt: skip
 LORA_OUTTYPE = "f32"
+# The GGUF carries no chat template (llama-server would fall back to ChatML); llama.cpp's built-in `gemma` one
+# renders a user turn like Switchboard's template, so both servers see the same prompt tokens.
+CHAT_TEMPLATE = "gemma"
 CTX_MARGIN = 64  # tokens per slot beyond the longest prompt + output (chat template, rounding)
 
 
@@ -139,10 +142,12 @@ def server_command(
     alias: str = "base",
 ) -> list[str]:  # fmt: skip
     """llama-server on 127.0.0.1:`port`: `slots` parallel slots of `ctx_slot` tokens each, every LoRA loaded at
-    scale 0 (a request picks its own, see `lora_ids`), `threads` for decoding and batches alike."""
+    scale 0 (a request picks its own, see `lora_ids`), `threads` for decoding and batches alike, Gemma's chat
+    template (`CHAT_TEMPLATE`)."""
     lora = [arg for path in loras for arg in ("--lora", str(path))]
     return [str(exe), "-m", str(gguf), "--alias", alias, *lora, *(["--lora-init-without-apply"] if loras else []),
-            "-t", str(threads), "-tb", str(threads), "-np", str(slots), "-c", str(slots * ctx_slot),
+            "--no-jinja", "--chat-template", CHAT_TEMPLATE, "-t", str(threads), "-tb", str(threads), "-np", str(slots),
+            "-c", str(slots * ctx_slot),
             "--host", "127.0.0.1", "--port", str(port), "--metrics", "--no-webui"]  # fmt: skip
 
 

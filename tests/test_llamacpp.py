@@ -53,6 +53,7 @@ def test_server_command_loads_every_adapter_at_scale_0_with_one_slot_per_client(
     assert (flag["-t"], flag["-tb"], flag["-np"], flag["-c"]) == ("2", "2", "16", str(16 * 256))
     assert (flag["--host"], flag["--port"], flag["--alias"]) == ("127.0.0.1", "8123", "base")
     assert "--metrics" in cmd
+    assert flag["--chat-template"] == "gemma" and "--no-jinja" in cmd  # the GGUF has none: not ChatML
     assert "--lora-init-without-apply" not in llamacpp.server_command(Path("s"), Path("m"), [], 1, 2, 1, 256)
 
 
@@ -220,7 +221,12 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Pa
 
 
 @pytest.mark.loadtest
-def test_llama_server_gives_exactly_max_tokens_and_the_adapter_changes_the_text(llama_server: tuple[str, Path]):
+def test_llama_server_gives_exactly_max_tokens_and_the_adapter_changes_the_text(
+    llama_server: tuple[str, Path], default_model_dir: Path
+):
+    """The same work as Switchboard: the prompt tokens of its chat template, exactly max_tokens output tokens."""
+    from transformers import AutoTokenizer
+
     url, log = llama_server
     target = Target("llamacpp", url, "base", {"pre-sales": 0})
 
@@ -234,7 +240,11 @@ def test_llama_server_gives_exactly_max_tokens_and_the_adapter_changes_the_text(
     (base, base_text), (sales, sales_text) = asyncio.run(ask(BASE)), asyncio.run(ask("pre-sales"))
     assert base.error is None and sales.error is None, log.read_text(errors="replace")[-2000:]
     assert base.completion_tokens == sales.completion_tokens == 12  # ignore_eos and max_tokens honoured
-    assert base.ttft_s is not None and base.prompt_tokens > 0
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    messages = [{"role": "user", "content": "Do you ship to Canada?"}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert base.prompt_tokens == sales.prompt_tokens == len(ids)  # Gemma's template, not ChatML
+    assert base.ttft_s is not None
     assert base_text.text != sales_text.text  # the lora field reached the adapter
     metrics = llamacpp.parse_metrics(httpx.get(f"{url}/metrics").text)
     assert metrics["tokens_predicted_total"] >= 24 and metrics["n_decode_total"] > 0
