@@ -11,7 +11,8 @@ model's own GGUF with the adapters converted to GGUF LoRA by llama.cpp's convert
 - `server_command`: `llama-server` with every adapter loaded at scale 0 (`--lora-init-without-apply`), one slot per
   client (`-np`), a context of `-np` × the longest request, `--metrics` (decode calls are counted).
 - `lora_ids`: adapter name → its --lora index; a request picks its adapter with `lora: [{"id": i, "scale": 1.0}]`
-  (`loadgen_driver.Target.extra`; the bare base: `lora: []`, every adapter at 0). llama-server batches only slots
+  (`loadgen_driver.Target.extra`; the bare base: every adapter listed at scale 0, since `lora: []` would take each
+  at its command-line scale, 1, all stacked). llama-server batches only slots
   whose LoRA sets are equal (`server_slot::can_batch_with` in tools/server/server-context.cpp), which
   `decode_batch` measures: output tokens per `llama_decode()` call.
 

@@ -27,7 +27,9 @@ from loadgen_workload import BASE, TraceRequest
 class Target:
     """A server under test: where it listens and which model id reaches its bare base model. `lora_ids` (llama-server:
     adapter name → index of its --lora) makes each request name the base model and pick its adapter by a `lora`
-    field instead."""
+    field instead: its adapter at scale 1, every other at 0. The bare base lists every adapter at 0: an empty
+    `lora` would take each --lora at its command-line scale (1; --lora-init-without-apply only skips applying
+    them at start), i.e. all of them stacked."""
 
     name: str
     base_url: str
@@ -38,7 +40,8 @@ class Target:
         """Body fields the request for `adapter` adds (`harness.chat_request`'s `extra`)."""
         if self.lora_ids is None:
             return None
-        lora = [] if adapter == BASE else [{"id": self.lora_ids[adapter], "scale": 1.0}]
+        scales = {i: float(name == adapter) for name, i in self.lora_ids.items()}
+        lora = [{"id": i, "scale": scale} for i, scale in scales.items() if scale or adapter == BASE]
         return {"model": self.base_model, "lora": lora}
 
 
