@@ -14,6 +14,7 @@ import zlib
 from typing import Any
 
 import schemathesis
+from switchboard.api.schemas import REFUSED_CHAT_FIELDS
 
 # dropped from a repaired body: fields whose rules span several fields, or that only ever refuse
 DROP = {
@@ -21,14 +22,7 @@ DROP = {
     "tools",
     "tool_choice",
     "parallel_tool_calls",
-    "functions",
-    "function_call",
-    "audio",
-    "modalities",
-    "reasoning_effort",
-    "verbosity",
-    "web_search_options",
-    "moderation",
+    *REFUSED_CHAT_FIELDS,
     "response_format",
     "echo",
     "suffix",

@@ -10,6 +10,17 @@ from ..engine.constraints import schema_text
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for function names
+# OpenAI chat fields Switchboard refuses with a 400 naming the field (tests/fuzz_hooks.py drops them too)
+REFUSED_CHAT_FIELDS = (
+    "functions",
+    "function_call",
+    "audio",
+    "modalities",
+    "reasoning_effort",
+    "verbosity",
+    "web_search_options",
+    "moderation",
+)
 MAX_MESSAGES = 2048  # checked before anything is tokenized (60,000 empty messages took 2 s to refuse)
 
 
@@ -243,16 +254,7 @@ class ChatCompletionRequest(SamplingFields):
     safety_identifier: str | None = None
     prediction: Any = None
 
-    _refused_chat = field_validator(
-        "functions",
-        "function_call",
-        "audio",
-        "modalities",
-        "reasoning_effort",
-        "verbosity",
-        "web_search_options",
-        "moderation",
-    )(_refuse_unless_accepted)
+    _refused_chat = field_validator(*REFUSED_CHAT_FIELDS)(_refuse_unless_accepted)
 
     @field_validator("response_format")
     @classmethod
