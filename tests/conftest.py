@@ -51,7 +51,8 @@ def default_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, default_model_dir: Path) -> Path:
-    """A 4-layer random Gemma 3 (sliding window 8, so tests cross it) with the real Gemma tokenizer."""
+    """A 4-layer random Gemma 3 (sliding window 8, so tests cross it) with the real Gemma tokenizer; its weights are
+    fp16-exact, so the engine holds them in fp16 as it does the embedded model's."""
     from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, GenerationConfig
 
     out = tmp_path_factory.mktemp("tiny-gemma")
@@ -73,6 +74,11 @@ def tiny_model_dir(tmp_path_factory, default_model_dir: Path) -> Path:
     )
     torch.manual_seed(0)
     model = Gemma3ForCausalLM(config)
+    with (
+        torch.no_grad()
+    ):  # fp16-exact values, as the embedded model's GGUF-derived ones: `weights: auto` holds them in fp16
+        for param in model.parameters():
+            param.copy_(param.half().float())
     model.generation_config = GenerationConfig(bos_token_id=2, eos_token_id=[1, 106], pad_token_id=0)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -125,6 +125,13 @@ class Settings(BaseSettings):
         "adapters computed beside them, the rest in float32 under dtype auto; serves plain LoRA adapters on the "
         "decoder projections only (docs/engine.md).",
     )
+    weights: Literal["auto", "fp16", "dtype"] = Field(
+        default="auto",
+        description="hf engine, float32 on the CPU: hold Linear weights in fp16 and compute in fp32 (fbgemm's FP16 "
+        "GEMM; half the bytes, 2-4x faster decode). auto = only the weights whose values fp16 holds exactly "
+        "(lossless; all of the embedded models' GGUF-derived ones), fp16 = every one (rounding the others), "
+        "dtype = as the dtype says (docs/engine.md).",
+    )
     adapters: dict[str, Path] = Field(
         default_factory=dict, description="Static adapters, NAME -> PEFT dir (CLI: --adapter NAME=DIR)."
     )

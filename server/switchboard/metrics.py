@@ -201,7 +201,8 @@ class Metrics:
         )
         self.engine_info = Info(
             "switchboard_engine",
-            "What computes: engine, device, dtype (auto resolved), quantize, and the CPU's model, kernel level, "
+            "What computes: engine, device, dtype (auto resolved), quantize, weights (how Linear weights are held), "
+            "and the CPU's model, kernel level, "
             "flags, native bf16 and int8 input bits.",
             registry=r,
         )
@@ -223,7 +224,7 @@ class Metrics:
         """Set switchboard_engine_info: the engine's description (from Engine.describe) and the CPU's."""
         self.engine_info.info(
             {
-                **{k: v for k, v in engine.items() if k != "dtype_reason"},
+                **{k: v for k, v in engine.items() if not k.endswith("_reason")},
                 "cpu": cpu.model,
                 "cpu_kernel": cpu.kernel,
                 "cpu_flags": " ".join(cpu.flags),

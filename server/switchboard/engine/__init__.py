@@ -16,6 +16,8 @@ def build_engine(settings: Settings) -> Engine:
 
     if settings.quantize != "none" and settings.engine != "hf":
         raise ValueError(f"--quantize {settings.quantize} is an hf-engine option (got --engine {settings.engine})")
+    if settings.weights != "auto" and settings.engine != "hf":
+        raise ValueError(f"--weights {settings.weights} is an hf-engine option (got --engine {settings.engine})")
     model_dir = resolve_model_dir(settings.model, settings.cache_dir)
     common: dict[str, Any] = {
         "model_id": settings.base_model_id,
@@ -37,4 +39,4 @@ def build_engine(settings: Settings) -> Engine:
         )
     from .hf import HFEngine
 
-    return HFEngine(model_dir, **common, quantize=settings.quantize)
+    return HFEngine(model_dir, **common, quantize=settings.quantize, weights=settings.weights)

@@ -27,6 +27,7 @@ from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTracer
 from .batch import Batch, Row, Submission, left_padded
 from .constraints import Grammars, constrain
+from .fp16_weights import WeightsMode, hold_fp16
 from .ledger import RequestLedger
 from .logprobs import step_logprobs
 from .lora_stacks import LoraStacks, PreparedAdapter
@@ -56,14 +57,17 @@ class HFEngine:
         max_model_len: int = 4096,
         device: str | None = None,
         quantize: str = "none",
+        weights: WeightsMode = "auto",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.model_id = model_id
         if quantize not in ("none", "int8"):
             raise ValueError(f"quantize must be 'none' or 'int8', got {quantize!r}")
         self.quantize = quantize
+        self.weights = weights  # how Linear weights are held (engine/fp16_weights.py)
         # int8 runs on the CPU, the rest of the model in fp32 unless told otherwise (engine/quant.py)
         int8 = quantize == "int8"
+        self.weights_held, self.weights_reason = ("int8", "int8 base") if int8 else ("", "")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and not int8 else "cpu"))
         if int8 and self.device.type != "cpu":
             raise ValueError(f"--quantize int8 runs on the CPU, got device {self.device}")
@@ -99,6 +103,8 @@ class HFEngine:
         model.requires_grad_(False)
         if int8:
             model = quantize_int8(model, self.dtype)
+        else:
+            self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)
         self.model = model
         self.stacks = LoraStacks(model, self.dtype, self.device)
         self.max_model_len = min(
@@ -108,15 +114,8 @@ class HFEngine:
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.stop_ids = frozenset(i for i in eos_ids if i is not None)
         self.grammars = Grammars(self.tokenizer, model.config.get_text_config().vocab_size)
-        logger.info(
-            "loaded base model %s (%s%s, %s) in %.1fs; %s",
-            self.model_id,
-            self.dtype,
-            ", int8 base" if int8 else "",
-            self.device,
-            time.perf_counter() - started,
-            self.dtype_reason,
-        )
+        took, why = time.perf_counter() - started, f"{self.dtype_reason}; {self.weights_reason}"
+        logger.info("loaded base model %s (%s, %s) in %.1fs; %s", self.model_id, self.dtype, self.device, took, why)
 
     def describe(self) -> dict[str, str]:
         return {
@@ -125,6 +124,8 @@ class HFEngine:
             "dtype": str(self.dtype).removeprefix("torch."),
             "quantize": self.quantize,
             "dtype_reason": self.dtype_reason,
+            "weights": self.weights_held,
+            "weights_reason": self.weights_reason,
         }
 
     async def start(self) -> None:
