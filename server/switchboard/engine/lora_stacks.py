@@ -3,10 +3,11 @@
 The adapters live in one PEFT model, and every plain LoRA adapter's weights also live in per-layer
 stacks (`_Stack`: A [slots, R, in], B [slots, out, R], zero-padded to the largest rank, slot 0 all
 zeros for base rows); PEFT's own modules hold views into them, so nothing is stored twice. Each
-LoRA layer's forward is replaced once: base_layer(x), then one gather of every row's A and B by slot
-and two batched matmuls - the BGMV of S-LoRA and Punica, written with torch ops. The cost per layer
-is the same six ops whether a batch holds one adapter or sixteen; PEFT's mixed-batch forward runs
-about five ops per distinct adapter per layer, which is where many-adapter batches lost their time.
+LoRA layer's forward is replaced once: base_layer(x), then the same few ops whether a batch holds one
+adapter or sixteen (PEFT's mixed-batch forward runs about five per distinct adapter per layer): two
+matmuls when all rows share an adapter; with few resident slots, x through every slot's A, a mask
+keeping each row's own slot, one fused B; with many, the BGMV of S-LoRA and Punica (each row's A and B
+gathered by slot, two batched matmuls).
 A batch that names an adapter PEFT alone can compute (LoRA biases, embedding layers...) goes through PEFT's
 `adapter_names` path instead. Logits are computed for the last position only.
 
@@ -27,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+MASKED_COLUMNS = 128  # mixed batches mask every slot's A while slots x rank is this small (3 adapters: 4 x 8)
 
 # LoraConfig fields that change what a LoRA layer computes; the fast path takes only plain LoRA
 # (every one of them unset), anything else goes through PEFT's own loader.
@@ -79,6 +82,15 @@ class _Stack:
         self.b = torch.zeros(slots, out_features, rank, dtype=dtype, device=device)
         self.scale = torch.zeros(slots, dtype=torch.float32, device=device)
         self.keys: set[str] = set()  # adapters with weights in this layer
+        self._fused: torch.Tensor | None = None  # every slot's scaled B side by side [out, slots * R], built on use
+
+    def fused_b(self) -> torch.Tensor:
+        """B of every slot times its scaling, as one [out, slots * R] matrix: h [.., slots * R] @ it.T sums each
+        row's own slot once the other slots' columns of h are masked to zero."""
+        if self._fused is None:
+            scaled = self.b * self.scale.to(self.b.dtype).view(-1, 1, 1)
+            self._fused = scaled.permute(1, 0, 2).reshape(self.b.shape[1], -1).contiguous()
+        return self._fused
 
     def resized(self, slots: int, rank: int) -> _Stack:
         slots_now, rank_now, _ = self.a.shape
@@ -90,6 +102,7 @@ class _Stack:
         return new
 
     def write(self, slot: int, key: str, a: torch.Tensor | None, b: torch.Tensor | None, scaling: float) -> None:
+        self._fused = None
         self.a[slot].zero_()
         self.b[slot].zero_()
         self.scale[slot] = 0.0
@@ -107,6 +120,8 @@ class _Rows:
 
     names: list[str]  # per row, BASE_ROW for none
     slots: torch.Tensor | None  # per-row slot indices; None when every row is on one slot
+    # [rows, 1, slots * R]: 1 on the columns of the row's own slot; set where a mixed batch is cheaper masked
+    mask: torch.Tensor | None
     slot: int  # that one slot (0: every row on the base model)
     peft: bool  # a row's adapter is not in the stacks: PEFT's mixed-batch forward for every layer
 
@@ -347,19 +362,16 @@ class LoraStacks:
         result: torch.Tensor = layer.base_layer(x)
         if (rows.slot == 0 and rows.slots is None) or not stack.keys:
             return result
-        # BGMV: every row's A and B gathered by slot (a broadcast view when all rows share one), two bmm.
-        if rows.slots is None:
-            n = x.shape[0]
-            a = stack.a[rows.slot].expand(n, -1, -1)
-            b = stack.b[rows.slot].expand(n, -1, -1)
-            scale = stack.scale[rows.slot]
-        else:
+        x = x.to(stack.a.dtype)
+        if rows.slots is None:  # every row on one adapter: two plain matmuls over all rows
+            lora = F.linear(F.linear(x, stack.a[rows.slot]), stack.b[rows.slot]).mul_(stack.scale[rows.slot])
+        elif rows.mask is not None:  # few slots: x through every slot's A, other slots masked, one fused B
+            lora = F.linear(F.linear(x, stack.a.view(-1, stack.a.shape[2])).mul_(rows.mask), stack.fused_b())
+        else:  # BGMV: every row's A and B gathered by slot, two bmm
             a = stack.a.index_select(0, rows.slots)
             b = stack.b.index_select(0, rows.slots)
-            scale = stack.scale.index_select(0, rows.slots).view(-1, 1, 1)
-        x = x.to(a.dtype)
-        lora = torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2))
-        lora.mul_(scale)
+            lora = torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2))
+            lora.mul_(stack.scale.index_select(0, rows.slots).view(-1, 1, 1))
         return (result + lora).to(result.dtype)
 
     def _rows_for(self, names: list[str]) -> _Rows | None:
@@ -367,11 +379,16 @@ class LoraStacks:
             return None
         stacked = self.use_stacks and all(name == BASE_ROW or name in self._slots for name in names)
         if not stacked:
-            return _Rows(names=names, slots=None, slot=0, peft=True)
+            return _Rows(names=names, slots=None, slot=0, peft=True, mask=None)
         slots = [0 if name == BASE_ROW else self._slots[name] for name in names]
         if all(slot == slots[0] for slot in slots):
-            return _Rows(names=names, slots=None, slot=slots[0], peft=False)
-        return _Rows(names=names, slots=torch.tensor(slots, device=self.device), slot=-1, peft=False)
+            return _Rows(names=names, slots=None, slot=slots[0], peft=False, mask=None)
+        index = torch.tensor(slots, device=self.device)
+        if self._capacity * self._rank > MASKED_COLUMNS:
+            return _Rows(names=names, slots=index, slot=-1, peft=False, mask=None)
+        mask = torch.zeros(len(slots), self._capacity, self._rank, dtype=self.dtype, device=self.device)
+        mask[torch.arange(len(slots), device=self.device), index] = 1
+        return _Rows(names=names, slots=index, slot=-1, peft=False, mask=mask.view(len(slots), 1, -1))
 
     # ------------------------------------------------------------------ forward
     def logits(
