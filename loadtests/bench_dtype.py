@@ -1,4 +1,5 @@
-"""The hf engine's serving dtypes side by side in one run: bf16, fp32 and the int8 base (`--quantize int8`).
+"""The hf engine's serving dtypes side by side in one run: bf16, fp32, fp32 with fp16-held weights (`--weights
+auto`, fp16w) and the int8 base (`--quantize int8`).
 
 What `dtype: auto` decides from (docs/engine.md). Three measures, all on the scenario adapters
 (adapters/pre-sales, after-sales, marketing) and their held-out dialogues
@@ -11,7 +12,7 @@ What `dtype: auto` decides from (docs/engine.md). Three measures, all on the sce
 3. speed: output tok/s (prefill included) for B concurrent requests (rows round-robin over the base and the
    3 adapters, so B = 1 is the bare base; `--max-tokens` each with ignore_eos), all dtypes interleaved per
    repeat, medians, and each dtype's ratio to the one `auto` picks on this CPU; RSS growth at load.
-Prints ratios; never asserts a speed. Usage: `python loadtests/bench_dtype.py [--quick] [--kinds bf16,fp32,int8]`.
+Prints ratios; never asserts a speed. Usage: `python loadtests/bench_dtype.py [--quick] [--kinds bf16,fp32,fp16w,int8]`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ SCENARIOS = ("pre-sales", "after-sales", "marketing")
 ROW_ADAPTERS = (None, *SCENARIOS)  # speed runs: request i uses ROW_ADAPTERS[i % 4]
 KINDS: dict[str, dict[str, str]] = {
     "bf16": {"dtype": "bfloat16"},
-    "fp32": {"dtype": "float32"},
+    "fp32": {"dtype": "float32", "weights": "dtype"},  # every weight in fp32, torch's own GEMM: the exact reference
+    "fp16w": {"dtype": "float32", "weights": "auto"},  # fp32 compute, fp16-exact weights held in fp16 (auto's pick)
     "int8": {"quantize": "int8"},  # fp32 around the int8 matmuls
 }
 REFERENCE = "fp32"  # what agreement and losses are measured against
@@ -43,7 +45,7 @@ def auto_kind() -> str:
     """The kind `--dtype auto` serves on this CPU."""
     from switchboard.hardware import serving_dtype
 
-    return "bf16" if serving_dtype("auto", torch.device("cpu"))[0] == torch.bfloat16 else "fp32"
+    return "bf16" if serving_dtype("auto", torch.device("cpu"))[0] == torch.bfloat16 else "fp16w"
 
 
 def build_engines(args: argparse.Namespace) -> dict[str, Any]:
@@ -247,7 +249,7 @@ def parse_args() -> argparse.Namespace:
         "--kinds",
         type=lambda s: s.split(","),
         default=list(KINDS),
-        help="dtypes to compare, of bf16,fp32,int8 (default all three)",
+        help="dtypes to compare, of bf16,fp32,fp16w,int8 (default all four)",
     )
     quick = {"prompts": 2, "loss_rows": 2, "max_tokens": 8, "batch_sizes": [1, 4], "repeats": 1}
     full = {"prompts": 20, "loss_rows": 0, "max_tokens": 64, "batch_sizes": [1, 8, 16], "repeats": 3}

@@ -20,6 +20,7 @@ from loadgen_workload import BASE
 PERCENTILES = (50, 95, 99)
 TARGET_TITLES = {
     "switchboard": "Switchboard",
+    "switchboard-fp32": "Switchboard --weights dtype (fp32)",
     "naive": "naive PEFT",
     "vllm": "vLLM",
     "switchboard-vllm": "Switchboard --engine vllm",
@@ -208,6 +209,10 @@ def ratios(summary: dict[str, dict[str, Any]], adapters: list[int], concurrency:
         ),
         ("Switchboard / llama.cpp, one adapter", sb_one, "llamacpp/adapters-1"),
         ("Switchboard / llama.cpp, mixed-3", sb_mixed, "llamacpp/mixed-3"),
+        *(
+            (f"Switchboard / Switchboard --weights dtype, {name}", f"switchboard/{name}", f"switchboard-fp32/{name}")
+            for name in ("serial-base", f"base-{concurrency}", "adapters-1", "mixed-3")
+        ),
         ("llama.cpp: mixed-3 / one adapter", "llamacpp/mixed-3", "llamacpp/adapters-1"),
     ]
     out = []
