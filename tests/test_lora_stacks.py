@@ -1,4 +1,4 @@
-"""The stacked (BGMV) LoRA forward: every row gathers its own adapter's A and B from per-layer stacks.
+"""The stacked LoRA forward: every row computes with its own adapter's A and B from per-layer stacks.
 
 PEFT's own mixed-batch forward is the reference: same adapters, same rows, logits must agree; and the
 stacks must survive what the registry does to them (growth past their capacity, removal, slot reuse).
@@ -50,8 +50,16 @@ def logits(lora: LoraStacks, names: list[str], peft: bool = False) -> torch.Tens
         lora.use_stacks = True
 
 
-def test_stacked_rows_equal_peft_mixed_batch(lora: LoraStacks, monkeypatch):
+@pytest.mark.parametrize("masked", [True, False], ids=["masked-few-slots", "gathered-many-slots"])
+def test_stacked_rows_equal_peft_mixed_batch(lora: LoraStacks, monkeypatch, masked: bool):
+    import switchboard.engine.lora_stacks as lora_stacks
+
+    # few slots x rank: the mixed batch masks every slot's A and sums one fused B; past the limit, gathered
+    assert (lora._capacity * lora._rank <= lora_stacks.MASKED_COLUMNS) is True
+    if not masked:
+        monkeypatch.setattr(lora_stacks, "MASKED_COLUMNS", 0)
     names = [BASE_ROW, "alpha", "beta", "gamma", "beta", BASE_ROW]
+    assert (lora._rows_for(names).mask is not None) == masked  # type: ignore[union-attr]
     reference = logits(lora, names, peft=True)
 
     def refuse(*args, **kwargs):
@@ -63,7 +71,7 @@ def test_stacked_rows_equal_peft_mixed_batch(lora: LoraStacks, monkeypatch):
     # the adapters differ from one another and from the base, so the comparison above means something
     assert not torch.allclose(stacked[0], stacked[1]) and not torch.allclose(stacked[1], stacked[2])
     torch.testing.assert_close(stacked[0], stacked[5], rtol=1e-5, atol=1e-5)
-    # one adapter on every row takes the broadcast path; each row still equals its mixed-batch self
+    # one adapter on every row takes two plain matmuls; each row still equals its mixed-batch self
     for i, name in enumerate(names):
         alone = logits(lora, [name, name])
         torch.testing.assert_close(alone[0], stacked[i], rtol=1e-5, atol=1e-5)
