@@ -86,10 +86,15 @@ def server(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iter
             proc.wait()
 
 
+KEEPALIVE_S = 4.0  # below the shortest server keep-alive (llama-server: 5 s): never a request on a closing socket
+
+
 def client(port: int, connections: int | None = None, timeout: float = 600.0, **kw: Any) -> httpx.AsyncClient:
     """An httpx client for the server on 127.0.0.1:`port`, with room for `connections` at once."""
-    if connections is not None:
-        kw["limits"] = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    if connections is not None:  # idle connections are dropped before llama-server's 5 s keep-alive closes them
+        kw["limits"] = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=KEEPALIVE_S
+        )
     return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=timeout, **kw)
 
 
