@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a SamplingParams field for every answer, over the adapters' defaults, e.g. repetition_penalty=1.1 "
         "(greedy always)",
     )
+    ev.add_argument("--weights", choices=["auto", "fp16", "dtype"], default="auto", help=_field_help("weights"))
     ev.add_argument("--answers", type=Path, help="also write every answer, its checks and why degenerate (JSONL)")
     ev.add_argument(
         "--skip-loss",
@@ -289,6 +290,7 @@ def _eval(args: argparse.Namespace) -> int:
         sampling=dict(args.sampling),
         adapter_sampling=defaults,
         losses=not args.skip_loss,
+        weights=args.weights,
     )
     text = report(cells, info)
     if args.answers:
