@@ -21,6 +21,8 @@ see the real weight without a second copy being kept.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import logging
 from typing import Any, Literal
@@ -110,8 +112,16 @@ def hold_fp16(model: Any, mode: WeightsMode, dtype: torch.dtype, device: torch.d
     if swapped:
         for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
             config.tie_word_embeddings = False  # the lm_head holds its own (packed) weight now
+    release_freed_memory()  # the fp32 weights just dropped: ~0.5 GB on Gemma 3 270M
     if not swapped:
         return held, f"weights in float32: none of the {kept} Linear weights is exact in fp16 (--weights fp16 rounds)"
     rounded = " (rounded where not exact)" if mode == "fp16" else ""
     why = f"{swapped} Linear weights held in fp16{rounded}, fp32 compute"
     return "float16", why + (f"; {kept} kept in float32, not exact in fp16" if kept else "")
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS: glibc keeps what the swapped-out weights held (tensors of a few MB
+    come from its heap once large frees raised its mmap threshold), and the process's RSS would keep it."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim, or no way to ask
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
