@@ -68,6 +68,18 @@ async def test_every_adapter_on_every_prompt_in_one_batch(engine: HFEngine):
     assert [m[0] for m in mixed] == solo
 
 
+async def test_prompts_far_apart_in_length_prefill_apart_and_equal_alone(engine: HFEngine):
+    from switchboard.engine.batch import length_groups
+
+    prompts = [PROMPTS[1][:5], (PROMPTS[0] * 8)[:120], PROMPTS[2], (PROMPTS[3] * 8)[:90]]
+    adapters = [None, "alpha", "beta", None]
+    assert len(length_groups([len(p) for p in prompts])) >= 3  # padded together these would cost 4 x 120
+    cases = list(enumerate(zip(prompts, adapters, strict=True)))
+    alone = [(await run(engine, f"solo-{i}", p, a, greedy(12)))[0] for i, (p, a) in cases]
+    together = await asyncio.gather(*[run(engine, f"t-{i}", p, a, greedy(12)) for i, (p, a) in cases])
+    assert [t[0] for t in together] == alone
+
+
 async def test_late_request_joins_running_batch(engine: HFEngine):
     long = asyncio.create_task(run(engine, "long", PROMPTS[0], "alpha", greedy(120, ignore_eos=True)))
     await asyncio.sleep(0)

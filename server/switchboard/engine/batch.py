@@ -91,6 +91,25 @@ def left_padded(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, t
     return ids, mask, (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
+# Prefill: a prompt joins the group before it unless that adds more pad tokens than one more forward costs (its
+# fixed work, ~30 ms for Gemma 3 270M on 2 cores, is the work of about this many prompt tokens).
+PAD_TOKENS_PER_FORWARD = 32
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Indices of the prompts, shortest first, cut into groups to prefill apart: a batch left-padded to its
+    longest prompt computes every pad, so a 20-token prompt beside a 128-token one costs 128. Greedy: the next
+    (longer) prompt pads each member of the current group by its excess over the group's longest."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        group = groups[-1] if groups else None
+        if group is None or (lengths[i] - lengths[group[-1]]) * len(group) > PAD_TOKENS_PER_FORWARD:
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups
+
+
 class Batch:
     """Rows decoded together; row i owns cache row i, mask row i, position i and next token i."""
 

@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from ..errors import AdapterIncompatible, EngineFailure
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTracer
-from .batch import Batch, Row, Submission, left_padded
+from .batch import Batch, Row, Submission, left_padded, length_groups
 from .constraints import Grammars, constrain
 from .fp16_weights import WeightsMode, hold_fp16
 from .ledger import RequestLedger
@@ -181,12 +181,8 @@ class HFEngine:
         except _LOAD_ERRORS as exc:
             self.stacks.discard(key)
             raise _incompatible(key, path, exc) from exc
-        logger.info(
-            "loaded adapter %s in %.1f ms (%s)",
-            key,
-            1000 * (time.perf_counter() - started),
-            "attached" if prepared is not None else "peft",
-        )
+        how, took_ms = "attached" if prepared is not None else "peft", 1000 * (time.perf_counter() - started)
+        logger.info("loaded adapter %s in %.1f ms (%s)", key, took_ms, how)
 
     def _unload_adapter(self, key: str) -> None:
         if key in self.stacks.adapters:
@@ -327,8 +323,16 @@ class HFEngine:
                 continue
             room = self.max_model_len - len(request.prompt_ids)
             rows.append(Row.start(request, sink, self.tokenizer, self.stop_ids, room, constraint))
-        if not rows:
-            return None
+        joined: Batch | None = None
+        for group in length_groups([len(r.request.prompt_ids) for r in rows]):  # each padded to its own longest
+            batch = self._prefill_rows([rows[i] for i in group])
+            if joined is None:
+                joined = batch
+            elif batch is not None:
+                joined.merge(batch)
+        return joined
+
+    def _prefill_rows(self, rows: list[Row]) -> Batch | None:
         started_ns = time.time_ns() if self.tracer is not None else 0
         now = time.perf_counter()
         for row in rows:
