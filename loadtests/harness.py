@@ -86,7 +86,7 @@ def server(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iter
             proc.wait()
 
 
-KEEPALIVE_S = 4.0  # below the shortest server keep-alive (llama-server: 5 s): never a request on a closing socket
+KEEPALIVE_S = 4.0  # below the shortest server keep-alive (llama-server: 5 s); it did not end all of its disconnects
 
 
 def client(port: int, connections: int | None = None, timeout: float = 600.0, **kw: Any) -> httpx.AsyncClient:
