@@ -109,12 +109,11 @@ def hold_fp16(model: Any, mode: WeightsMode, dtype: torch.dtype, device: torch.d
                 continue
             setattr(parent, name, FP16Linear(child))
             swapped += 1
-    if swapped:
-        for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
-            config.tie_word_embeddings = False  # the lm_head holds its own (packed) weight now
-    release_freed_memory()  # the fp32 weights just dropped: ~0.5 GB on Gemma 3 270M
     if not swapped:
         return held, f"weights in float32: none of the {kept} Linear weights is exact in fp16 (--weights fp16 rounds)"
+    for config in (model.config, model.config.get_text_config()):  # the same object for a text-only model
+        config.tie_word_embeddings = False  # the lm_head holds its own (packed) weight now
+    release_freed_memory()  # the fp32 weights just dropped: ~0.5 GB on Gemma 3 270M
     rounded = " (rounded where not exact)" if mode == "fp16" else ""
     why = f"{swapped} Linear weights held in fp16{rounded}, fp32 compute"
     return "float16", why + (f"; {kept} kept in float32, not exact in fp16" if kept else "")
