@@ -56,6 +56,33 @@ def test_a_change_applies_to_what_other_replicas_committed(postgres_url: str):
     assert a.aliases() == {"prod": "sales@v1"}
 
 
+def test_a_failed_sync_is_tried_again_without_waiting_for_the_next_change(postgres_url: str):
+    """The watch calls on_change again a second later when it reports failure (a pool still
+    reconnecting after an outage), not at the next change or the 30 s reconcile."""
+    store = PostgresStore(postgres_url)
+    calls: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def on_change(generation: int) -> bool:
+        calls.append((generation, time.monotonic()))
+        if len(calls) >= 3:
+            stop.set()
+        return len(calls) >= 2  # the first sync fails
+
+    watcher = threading.Thread(target=store.watch, args=(on_change, stop), kwargs={"reconcile_s": 60})
+    watcher.start()
+    try:
+        wait_for(lambda: len(calls) >= 2, 10, "the failed sync to be tried again")
+        Registry(store).add("sales", Path("/shared/a"))  # the next change is still seen
+        wait_for(lambda: len(calls) >= 3, 10, "the change after the retry")
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        store.close()
+    assert calls[0][0] == calls[1][0] < calls[2][0]
+    assert 0.5 <= calls[1][1] - calls[0][1] < 5
+
+
 def _open_store(url: str) -> int:
     PostgresStore(url).close()
     return 0

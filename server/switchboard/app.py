@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future
+from concurrent import futures
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,11 +94,6 @@ async def build_services(settings: Settings, engine: Engine) -> Services:
     )
 
 
-def _log_failure(done: Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        logger.error("registry sync failed", exc_info=done.exception())
-
-
 def follow_registry(services: Services, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
     """With a registry shared by replicas, sync this replica on every change any of them commits;
     returns what stops following (a no-op for the JSON file)."""
@@ -107,10 +102,22 @@ def follow_registry(services: Services, loop: asyncio.AbstractEventLoop) -> Call
         return lambda: None
     stop = threading.Event()
 
-    def on_change(generation: int) -> None:
-        if not stop.is_set() and not loop.is_closed():
-            done = asyncio.run_coroutine_threadsafe(services.sync(), loop)
-            done.add_done_callback(_log_failure)
+    def on_change(generation: int) -> bool:
+        """Sync and wait for it: False when it failed, so the watch tries again shortly."""
+        if stop.is_set() or loop.is_closed():
+            return True
+        done = asyncio.run_coroutine_threadsafe(services.sync(), loop)
+        while not stop.is_set():
+            try:
+                done.result(timeout=0.5)
+                return True
+            except futures.TimeoutError:
+                continue
+            except Exception:
+                logger.exception("registry sync failed; trying again in a second")
+                return False
+        done.cancel()
+        return True
 
     thread = threading.Thread(target=watch, args=(on_change, stop), name="switchboard-registry-watch", daemon=True)
     thread.start()

@@ -221,10 +221,11 @@ class PostgresStore:
         with self.connection() as conn, conn.transaction():
             return self._read(conn)
 
-    def watch(self, on_change: Callable[[int], None], stop: threading.Event, reconcile_s: float = 30.0) -> None:
+    def watch(self, on_change: Callable[[int], bool | None], stop: threading.Event, reconcile_s: float = 30.0) -> None:
         """Call `on_change(generation)` when any replica commits a change (LISTEN/NOTIFY), and every
         `reconcile_s` and after a reconnect when the generation moved (the safety net for a lost
-        notification). Blocks until `stop` is set: run it in a thread."""
+        notification). An `on_change` that returns False failed and is called again a second later.
+        Blocks until `stop` is set: run it in a thread."""
         import psycopg
 
         seen = -1
@@ -242,17 +243,22 @@ class PostgresStore:
                             "SELECT generation, extract(epoch FROM now() - committed_at) FROM sb_generation"
                         ).fetchone()
                         generation = int(row[0]) if row else 0
+                        wait_s = reconcile_s
                         if generation != seen:
                             self.sync_lag_s = float(row[1]) if row and seen >= 0 else 0.0
-                            seen = generation
-                            on_change(generation)
+                            if on_change(generation) is False:
+                                wait_s = 1.0  # the sync failed (e.g. the pool still reconnecting): retry soon
+                            else:
+                                seen = generation
                         # wake on the first notification or after a short wait, to check `stop` often
-                        deadline = time.monotonic() + reconcile_s
+                        deadline = time.monotonic() + wait_s
                         while not stop.is_set() and time.monotonic() < deadline:
                             if any(True for _ in conn.notifies(timeout=0.5, stop_after=1)):
                                 break
             except psycopg.Error as exc:
-                self.up = False
+                # the pool's connections went with it, and the pool may back off for seconds before it
+                # reconnects: the next calls connect directly, so a sync works as soon as PostgreSQL is back
+                self.up = self._pool_ok = False
                 logger.warning("registry watch lost %s (%s); retrying in %.1fs", redact(self.url), exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
