@@ -1,5 +1,5 @@
 """The hf engine's serving dtypes side by side in one run: bf16, fp32, fp32 with fp16-held weights (`--weights
-auto`, fp16w) and the int8 base (`--quantize int8`).
+auto`, fp16w: with the shortlisted lm_head auto picks; fp16w-full: without it) and the int8 base (`--quantize int8`).
 
 What `dtype: auto` decides from (docs/engine.md). Three measures, all on the scenario adapters
 (adapters/pre-sales, after-sales, marketing) and their held-out dialogues
@@ -36,6 +36,7 @@ KINDS: dict[str, dict[str, str]] = {
     "bf16": {"dtype": "bfloat16"},
     "fp32": {"dtype": "float32", "weights": "dtype"},  # every weight in fp32, torch's own GEMM: the exact reference
     "fp16w": {"dtype": "float32", "weights": "auto"},  # fp32 compute, fp16-exact weights held in fp16 (auto's pick)
+    "fp16w-full": {"dtype": "float32", "weights": "auto", "lm_head": "full"},  # the same, no shortlisted lm_head
     "int8": {"quantize": "int8"},  # fp32 around the int8 matmuls
 }
 REFERENCE = "fp32"  # what agreement and losses are measured against
@@ -124,8 +125,15 @@ def losses(engine: Any, encoded: dict[str, list]) -> tuple[dict[str, float], lis
         picks.append(logits[0, :-1].argmax(dim=-1))
         return logits
 
-    with torch.inference_mode():
-        loss = {s: assistant_loss(lambda ids, s=s: logits_of(ids, s), rows) for s, rows in encoded.items()}
+    causal_lm, head = engine.stacks._causal_lm(), engine.stacks.head
+    exact_head = causal_lm.lm_head
+    if head is not None:  # score as serving does: the shortlisted head (engine/lm_head.py) in the lm_head's place
+        causal_lm.lm_head = head
+    try:
+        with torch.inference_mode():
+            loss = {s: assistant_loss(lambda ids, s=s: logits_of(ids, s), rows) for s, rows in encoded.items()}
+    finally:
+        causal_lm.lm_head = exact_head
     # keep the positions whose next token is an assistant token, as the loss does
     masks = [torch.tensor(e["assistant_masks"][1:], dtype=torch.bool) for rows in encoded.values() for e in rows]
     return loss, [p[m] for p, m in zip(picks, masks, strict=True)]

@@ -57,10 +57,13 @@ def test_auto_swaps_only_exact_weights_and_fp16_rounds_the_rest():
 
 @pytest.fixture(scope="module")
 def engines(tiny_model_dir: Path, tiny_adapters: dict[str, Path]) -> dict[str, HFEngine]:
-    """The tiny model (fp16-exact weights) served with fp16-held weights and as plain fp32, same adapters."""
+    """The tiny model (fp16-exact weights) served with fp16-held weights and as plain fp32, same adapters; the full
+    lm_head product in both (the shortlisted one is tests/test_lm_head.py's)."""
     out = {}
     for mode in ("auto", "dtype"):
-        eng = HFEngine(tiny_model_dir, model_id="tiny", dtype="float32", max_model_len=256, weights=mode)
+        eng = HFEngine(
+            tiny_model_dir, model_id="tiny", dtype="float32", max_model_len=256, weights=mode, lm_head="full"
+        )
         eng.load_model()
         for name in ("alpha", "beta", "gamma"):
             eng.add_adapter_sync(name, tiny_adapters[name])

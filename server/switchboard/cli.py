@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(greedy always)",
     )
     ev.add_argument("--weights", choices=["auto", "fp16", "dtype"], default="auto", help=_field_help("weights"))
+    ev.add_argument("--lm-head", choices=["auto", "shortlist", "full"], default="auto", help=_field_help("lm_head"))
     ev.add_argument("--answers", type=Path, help="also write every answer, its checks and why degenerate (JSONL)")
     ev.add_argument(
         "--skip-loss",
@@ -291,6 +292,7 @@ def _eval(args: argparse.Namespace) -> int:
         adapter_sampling=defaults,
         losses=not args.skip_loss,
         weights=args.weights,
+        lm_head=args.lm_head,
     )
     text = report(cells, info)
     if args.answers:

@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         "(lossless; all of the embedded models' GGUF-derived ones), fp16 = every one (rounding the others), "
         "dtype = as the dtype says (docs/engine.md).",
     )
+    lm_head: Literal["auto", "shortlist", "full"] = Field(
+        default="auto",
+        description="hf engine: how serving scores the vocabulary. shortlist = an int8 pass over every token, then "
+        "each row's 64 best scored again exactly in fp32 (greedy tokens and top logprobs as full; about half the "
+        "lm_head's time), full = the exact product for every token; auto = shortlist for a float32 model on the "
+        "CPU with fp16-held weights, a tied lm_head and a vocabulary of 32k+ (docs/engine.md).",
+    )
     adapters: dict[str, Path] = Field(
         default_factory=dict, description="Static adapters, NAME -> PEFT dir (CLI: --adapter NAME=DIR)."
     )

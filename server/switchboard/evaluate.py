@@ -27,6 +27,7 @@ import torch
 
 from .engine.base import GenerationRequest, SamplingParams
 from .engine.fp16_weights import WeightsMode
+from .engine.lm_head import HeadMode
 from .engine.lora_stacks import BASE_ROW
 
 logger = logging.getLogger(__name__)
@@ -213,12 +214,15 @@ async def greedy_answers(
     max_new_tokens: int,
     sampling: dict[str, dict[str, Any]],
     weights: WeightsMode = "auto",
+    lm_head: HeadMode = "auto",
 ) -> dict[tuple[str, str, int], str]:
     """(variant, scenario, index) -> greedy answer, all variants batched by the hf engine; `sampling` gives
     each variant's extra SamplingParams fields (penalties, …)."""
     from .engine.hf import HFEngine
 
-    engine = HFEngine(model_dir, model_id="eval", max_batch_size=32, max_queue=100_000, weights=weights)
+    engine = HFEngine(
+        model_dir, model_id="eval", max_batch_size=32, max_queue=100_000, weights=weights, lm_head=lm_head
+    )
     engine.load_model()
     for name, path in adapters.items():
         engine.add_adapter_sync(name, path)
@@ -258,6 +262,7 @@ def evaluate(
     adapter_sampling: dict[str, dict[str, Any]] | None = None,
     losses: bool = True,
     weights: WeightsMode = "auto",
+    lm_head: HeadMode = "auto",
 ) -> tuple[dict[tuple[str, str], Cell], dict[str, Any]]:
     from transformers import AutoTokenizer
 
@@ -279,7 +284,7 @@ def evaluate(
     ]
     per_variant = {v: sampling_for(v, sampling or {}, adapter_sampling or {}) for v in ["base", *adapters]}
     answering = time.perf_counter()
-    answers = asyncio.run(greedy_answers(model_dir, adapters, prompts, max_new_tokens, per_variant, weights))
+    answers = asyncio.run(greedy_answers(model_dir, adapters, prompts, max_new_tokens, per_variant, weights, lm_head))
     logger.info("%d answers in %.0f s", len(answers), time.perf_counter() - answering)
     cells: dict[tuple[str, str], Cell] = {}
     rows_out: list[dict[str, Any]] = []

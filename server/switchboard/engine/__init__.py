@@ -18,6 +18,8 @@ def build_engine(settings: Settings) -> Engine:
         raise ValueError(f"--quantize {settings.quantize} is an hf-engine option (got --engine {settings.engine})")
     if settings.weights != "auto" and settings.engine != "hf":
         raise ValueError(f"--weights {settings.weights} is an hf-engine option (got --engine {settings.engine})")
+    if settings.lm_head != "auto" and settings.engine != "hf":
+        raise ValueError(f"--lm-head {settings.lm_head} is an hf-engine option (got --engine {settings.engine})")
     model_dir = resolve_model_dir(settings.model, settings.cache_dir)
     common: dict[str, Any] = {
         "model_id": settings.base_model_id,
@@ -39,4 +41,4 @@ def build_engine(settings: Settings) -> Engine:
         )
     from .hf import HFEngine
 
-    return HFEngine(model_dir, **common, quantize=settings.quantize, weights=settings.weights)
+    return HFEngine(model_dir, **common, quantize=settings.quantize, weights=settings.weights, lm_head=settings.lm_head)

@@ -22,28 +22,24 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from ..errors import AdapterIncompatible, EngineFailure
+from ..errors import EngineFailure
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTracer
 from .batch import Batch, Row, Submission, left_padded, length_groups
 from .constraints import Grammars, constrain
 from .fp16_weights import WeightsMode, hold_fp16
+from .hf_adapters import AdapterMethods
 from .ledger import RequestLedger
+from .lm_head import HeadMode, shortlist_decides, shortlist_head
 from .logprobs import step_logprobs
-from .lora_stacks import LoraStacks, PreparedAdapter
-from .quant import quantize_int8, refusal
+from .lora_stacks import LoraStacks
+from .quant import quantize_int8
 from .sampling import sample
 
 logger = logging.getLogger(__name__)
 
-_LOAD_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError)
 
-
-def _incompatible(key: str, path: Path, exc: BaseException) -> AdapterIncompatible:
-    return AdapterIncompatible(f"adapter '{key}' at {path} cannot be loaded on this base model: {exc}")
-
-
-class HFEngine:
+class HFEngine(AdapterMethods):
     """Engine over a transformers causal LM with PEFT LoRA adapters."""
 
     def __init__(
@@ -58,6 +54,7 @@ class HFEngine:
         device: str | None = None,
         quantize: str = "none",
         weights: WeightsMode = "auto",
+        lm_head: HeadMode = "auto",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.model_id = model_id
@@ -65,6 +62,7 @@ class HFEngine:
             raise ValueError(f"quantize must be 'none' or 'int8', got {quantize!r}")
         self.quantize = quantize
         self.weights = weights  # how Linear weights are held (engine/fp16_weights.py)
+        self.lm_head, self.lm_head_reason = lm_head, ""  # the serving head (engine/lm_head.py)
         # int8 runs on the CPU, the rest of the model in fp32 unless told otherwise (engine/quant.py)
         int8 = quantize == "int8"
         self.weights_held, self.weights_reason = ("int8", "int8 base") if int8 else ("", "")
@@ -101,12 +99,15 @@ class HFEngine:
         model: Any = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype="auto" if int8 else self.dtype)
         model.to(self.device).eval()
         model.requires_grad_(False)
+        embedding = model.get_input_embeddings().weight
+        tied = embedding if getattr(model.get_output_embeddings(), "weight", None) is embedding else None
         if int8:
             model = quantize_int8(model, self.dtype)
         else:
             self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)
         self.model = model
         self.stacks = LoraStacks(model, self.dtype, self.device)
+        self.stacks.head, self.lm_head_reason = shortlist_head(model, self.lm_head, None if int8 else tied)
         self.max_model_len = min(
             self._max_model_len_cap, getattr(model.config, "max_position_embeddings", self._max_model_len_cap)
         )
@@ -114,7 +115,7 @@ class HFEngine:
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.stop_ids = frozenset(i for i in eos_ids if i is not None)
         self.grammars = Grammars(self.tokenizer, model.config.get_text_config().vocab_size)
-        took, why = time.perf_counter() - started, f"{self.dtype_reason}; {self.weights_reason}"
+        took, why = time.perf_counter() - started, f"{self.dtype_reason}; {self.weights_reason}; {self.lm_head_reason}"
         logger.info("loaded base model %s (%s, %s) in %.1fs; %s", self.model_id, self.dtype, self.device, took, why)
 
     def describe(self) -> dict[str, str]:
@@ -126,6 +127,8 @@ class HFEngine:
             "dtype_reason": self.dtype_reason,
             "weights": self.weights_held,
             "weights_reason": self.weights_reason,
+            "lm_head": "full" if self.stacks.head is None else "shortlist",
+            "lm_head_reason": self.lm_head_reason,
         }
 
     async def start(self) -> None:
@@ -141,53 +144,6 @@ class HFEngine:
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
-
-    # ---------------------------------------------------------------- adapters
-    async def add_adapter(self, key: str, path: Path) -> None:
-        # The weights are read and the LoRA modules built in a worker thread; the engine thread only
-        # attaches them between two decode steps (or runs PEFT's loader when the fast path can't).
-        prepared = await asyncio.to_thread(self._prepare, key, Path(path))
-        await self._call_in_engine(lambda: self._load_adapter(key, Path(path), prepared))
-
-    async def remove_adapter(self, key: str) -> None:
-        await self._call_in_engine(lambda: self._unload_adapter(key))
-
-    def resident_adapters(self) -> list[str]:
-        return sorted(self.stacks.adapters) if self.model is not None else []
-
-    def add_adapter_sync(self, key: str, path: Path) -> None:
-        """Load an adapter before the engine thread starts (static adapters at start-up)."""
-        if self._thread is not None:
-            raise RuntimeError("engine is running; use add_adapter")
-        self._load_adapter(key, Path(path), self._prepare(key, Path(path)))
-
-    def _prepare(self, key: str, path: Path) -> PreparedAdapter | None:
-        try:
-            return self.stacks.prepare(path)
-        except _LOAD_ERRORS as exc:
-            raise _incompatible(key, path, exc) from exc
-
-    def _load_adapter(self, key: str, path: Path, prepared: PreparedAdapter | None = None) -> None:
-        if key in self.stacks.adapters:
-            raise AdapterIncompatible(f"adapter '{key}' is already loaded")
-        if prepared is None and self.quantize == "int8":  # PEFT's loader can't wrap the int8 base layers
-            raise AdapterIncompatible(refusal(key, path))
-        started = time.perf_counter()
-        try:
-            if prepared is not None:
-                self.stacks.attach(key, prepared)
-            else:
-                self.stacks.load(key, path)
-        except _LOAD_ERRORS as exc:
-            self.stacks.discard(key)
-            raise _incompatible(key, path, exc) from exc
-        how, took_ms = "attached" if prepared is not None else "peft", 1000 * (time.perf_counter() - started)
-        logger.info("loaded adapter %s in %.1f ms (%s)", key, took_ms, how)
-
-    def _unload_adapter(self, key: str) -> None:
-        if key in self.stacks.adapters:
-            self.stacks.discard(key)
-            logger.info("unloaded adapter %s", key)
 
     async def _call_in_engine(self, fn: Callable[[], Any]) -> Any:
         if self._thread is None or not self._thread.is_alive():
@@ -339,7 +295,9 @@ class HFEngine:
             row.queue_s = now - row.request.arrival
         ids, mask, positions = left_padded([r.request.prompt_ids for r in rows])
         cache = DynamicCache()
-        logits = self.stacks.logits(ids, mask, positions, cache, [r.adapter_name for r in rows])
+        logits = self.stacks.logits(
+            ids, mask, positions, cache, [r.adapter_name for r in rows], self._shortlisted(rows)
+        )
         # the Batch holds the position of the token fed next; _emit's advance() moves it past the prompt
         batch = Batch(rows, cache, mask, positions[:, -1], torch.zeros(len(rows), dtype=torch.long))
         if self.tracer is not None:  # before _emit delivers: a request that ends here is still followed
@@ -350,12 +308,19 @@ class HFEngine:
         started_ns = time.time_ns() if self.tracer is not None else 0
         mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=batch.mask.dtype)], dim=1)
         logits = self.stacks.logits(
-            batch.tokens[:, None], mask, batch.positions[:, None], batch.cache, batch.adapter_names()
-        )
+            batch.tokens[:, None], mask, batch.positions[:, None], batch.cache, batch.adapter_names(),
+            self._shortlisted(batch.rows),
+        )  # fmt: skip
         batch.mask = mask
         if self.tracer is not None:
             self.tracer.step("decode", [r.request.request_id for r in batch.rows], len(batch), started_ns)
         return self._emit(batch, logits)
+
+    def _shortlisted(self, rows: list[Row]) -> torch.Tensor | None:
+        """Which rows a shortlisted lm_head decides exactly (engine/lm_head.py); None without one."""
+        if self.stacks.head is None:
+            return None
+        return torch.tensor([shortlist_decides(row.request.params) for row in rows])
 
     def _emit(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
         """Sample each row's next token, deliver new text, and drop finished rows."""

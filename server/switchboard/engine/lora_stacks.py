@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
+from .lora_slots import Stack as _Stack
+
 logger = logging.getLogger(__name__)
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -72,48 +74,6 @@ class PreparedAdapter:
     scaling: float
 
 
-class _Stack:
-    """One LoRA Linear layer's resident adapters: slot s holds A [R, in] and B [out, R], rank-padded."""
-
-    def __init__(
-        self, in_features: int, out_features: int, slots: int, rank: int, dtype: torch.dtype, device: torch.device
-    ):
-        self.a = torch.zeros(slots, rank, in_features, dtype=dtype, device=device)
-        self.b = torch.zeros(slots, out_features, rank, dtype=dtype, device=device)
-        self.scale = torch.zeros(slots, dtype=torch.float32, device=device)
-        self.keys: set[str] = set()  # adapters with weights in this layer
-        self._fused: torch.Tensor | None = None  # every slot's scaled B side by side [out, slots * R], built on use
-
-    def fused_b(self) -> torch.Tensor:
-        """B of every slot times its scaling, as one [out, slots * R] matrix: h [.., slots * R] @ it.T sums each
-        row's own slot once the other slots' columns of h are masked to zero."""
-        if self._fused is None:
-            scaled = self.b * self.scale.to(self.b.dtype).view(-1, 1, 1)
-            self._fused = scaled.permute(1, 0, 2).reshape(self.b.shape[1], -1).contiguous()
-        return self._fused
-
-    def resized(self, slots: int, rank: int) -> _Stack:
-        slots_now, rank_now, _ = self.a.shape
-        new = _Stack(self.a.shape[2], self.b.shape[1], slots, rank, self.a.dtype, self.a.device)
-        new.a[:slots_now, :rank_now] = self.a
-        new.b[:slots_now, :, :rank_now] = self.b
-        new.scale[:slots_now] = self.scale
-        new.keys = self.keys
-        return new
-
-    def write(self, slot: int, key: str, a: torch.Tensor | None, b: torch.Tensor | None, scaling: float) -> None:
-        self._fused = None
-        self.a[slot].zero_()
-        self.b[slot].zero_()
-        self.scale[slot] = 0.0
-        self.keys.discard(key)
-        if a is not None and b is not None:
-            self.a[slot, : a.shape[0]] = a
-            self.b[slot, :, : b.shape[1]] = b
-            self.scale[slot] = scaling
-            self.keys.add(key)
-
-
 @dataclass
 class _Rows:
     """Which adapter each row of the running forward uses."""
@@ -133,6 +93,7 @@ class LoraStacks:
         self.device = device
         self.adapters: set[str] = set()  # loaded adapter keys (the engine's only record of them)
         self.use_stacks = True  # False: every batch through PEFT's adapter_names forward (the reference path)
+        self.head: nn.Module | None = None  # what logits() scores with in place of the lm_head (engine/lm_head.py)
         self._rows: _Rows | None = None
         self._layers: dict[str, Any] = {}  # module name -> LoRA layer; replaced, never mutated
         self._stacks: dict[str, _Stack] = {}  # module name -> its stack (LoRA Linear layers only)
@@ -391,15 +352,17 @@ class LoraStacks:
         return _Rows(names=names, slots=index, slot=-1, peft=False, mask=mask.view(len(slots), 1, -1))
 
     # ------------------------------------------------------------------ forward
-    def logits(
+    def logits(  # fmt: skip
         self,
         input_ids: torch.Tensor,
         mask: torch.Tensor,
         positions: torch.Tensor,
         cache: Any,
         names: list[str],
+        shortlisted: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Next-token logits [rows, vocab]; row i uses adapter names[i] (BASE_ROW for none)."""
+        """Next-token logits [rows, vocab]; row i uses adapter names[i] (BASE_ROW for none). With a shortlisted
+        head (self.head), the rows `shortlisted` marks (a bool each; None: all) are scored by it."""
         causal_lm = self._causal_lm()
         self._rows = self._rows_for(names)
         try:
@@ -413,7 +376,8 @@ class LoraStacks:
         finally:
             self._rows = None
         hidden = out.last_hidden_state[:, -1, :].contiguous()
-        logits: torch.Tensor = causal_lm.lm_head(hidden)
+        head = self.head
+        logits: torch.Tensor = causal_lm.lm_head(hidden) if head is None else head(hidden, shortlisted)
         if self._softcap:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits

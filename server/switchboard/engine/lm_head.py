@@ -1,0 +1,107 @@
+"""A shortlisted lm_head for fp32 serving on the CPU (`lm_head: auto|shortlist|full`).
+
+Gemma 3's output layer is a [262144 x 640] matrix: 60 % of a decode step's FLOPs, and at 16 rows the
+largest single cost of the step (fbgemm's fp16 GEMM is compute-bound there). Only the top of each
+row's logits decides the next token, so `ShortlistHead` scores the whole vocabulary once with
+fbgemm's int8 kernel (weights per output channel, inputs per row: engine/quant.py's `Int8Linear`,
+about half the time of the fp16 GEMM), takes each row's `keep` (64) highest of those approximate
+logits, and computes those again exactly in fp32 from the fp32 rows of the tied input embedding (the
+lm_head's own weights). The logits it returns are exact on the shortlist and int8-approximate (about
+1 % of the row's range) elsewhere: the greedy token is fp32's unless the int8 error pushes fp32's
+best below 64 others, and the top-20 logprobs are exact; what the approximation touches is the tail
+of the distribution, which sampling reaches with tiny probability and logprobs only through the
+normalising sum. So only rows the shortlist decides exactly use it (`shortlist_decides`: greedy, no
+logprobs, bias, penalties or grammar); the others, and every row under `full`, get the full product
+(docs/engine.md). The model's own lm_head is untouched: losses and training read exact logits.
+`auto` shortlists where it pays: a float32 model on the CPU whose lm_head is held in fp16
+(engine/fp16_weights.py) and tied to the input embedding, a vocabulary of at least 32k tokens, and an
+int8 kernel on this CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .base import SamplingParams
+from .fp16_weights import FP16Linear
+from .quant import Int8Linear, kernel_input_bits
+
+logger = logging.getLogger(__name__)
+
+HeadMode = Literal["auto", "shortlist", "full"]
+KEEP = 64  # rows of the shortlist: exact logits for each row's 64 best int8 guesses
+MIN_VOCAB = 32768  # below it the full product is cheap and the shortlist saves nothing
+
+
+class ShortlistHead(nn.Module):
+    """logits [rows, vocab] of `hidden` [rows, hidden]: int8 over the vocabulary, exact on each row's top `keep`;
+    the rows that `shortlisted` leaves out (a bool per row) get the `full` head's product instead."""
+
+    def __init__(self, weight: torch.Tensor, full: nn.Module, keep: int = KEEP, bits: int | None = None) -> None:
+        super().__init__()
+        self.weight = weight  # [vocab, hidden] fp32, shared with the input embedding (no copy)
+        self.full = full  # the model's own lm_head
+        self.keep = min(keep, weight.shape[0])
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")  # no table allocated
+        linear.weight = nn.Parameter(weight, requires_grad=False)
+        self.int8 = Int8Linear(linear, passes=1, bits=bits)
+
+    def forward(self, hidden: torch.Tensor, shortlisted: torch.Tensor | None = None) -> torch.Tensor:
+        if shortlisted is not None and not bool(shortlisted.all()):
+            if not bool(shortlisted.any()):
+                full: torch.Tensor = self.full(hidden)
+                return full
+            out = torch.empty(hidden.shape[0], self.weight.shape[0], dtype=hidden.dtype, device=hidden.device)
+            out[shortlisted] = self.forward(hidden[shortlisted])
+            out[~shortlisted] = self.full(hidden[~shortlisted])
+            return out
+        rows = hidden.reshape(-1, hidden.shape[-1]).float()
+        logits = self.int8(rows)
+        best = logits.topk(self.keep, dim=-1, sorted=False).indices  # [rows, keep]
+        exact = torch.bmm(self.weight[best].float(), rows.unsqueeze(-1)).squeeze(-1)
+        logits.scatter_(1, best, exact)
+        shortlist: torch.Tensor = logits.reshape(*hidden.shape[:-1], -1).to(hidden.dtype)
+        return shortlist
+
+
+def shortlist_head(model: Any, mode: HeadMode, tied: torch.Tensor | None) -> tuple[ShortlistHead | None, str]:
+    """The head that serving uses in place of the model's lm_head (None: the lm_head itself), and why.
+    `tied` is the input embedding's weight where the lm_head shared it before its weights were swapped."""
+    if mode == "full":
+        return None, "lm_head: full product for every token, as configured (--lm-head full)"
+    head = model.get_output_embeddings()
+    vocab = getattr(head, "out_features", 0)
+    why_not = None
+    if tied is None or tied.dtype != torch.float32 or tied.shape != (vocab, getattr(head, "in_features", -1)):
+        why_not = "its weights are not an fp32 table tied to the input embedding"
+    elif mode == "auto" and not isinstance(head, FP16Linear):
+        why_not = "it is not held in fp16 with fp32 compute (--weights, float32 on the CPU)"
+    elif mode == "auto" and vocab < MIN_VOCAB:
+        why_not = f"a vocabulary of {vocab} is small enough for the full product"
+    elif (bits := kernel_input_bits()) is None:
+        why_not = "this CPU has no exact int8 kernel (fbgemm)"
+    if why_not is not None:
+        if mode == "shortlist":
+            raise ValueError(f"--lm-head shortlist cannot apply to this model: {why_not}")
+        return None, f"lm_head: full product ({why_not})"
+    assert tied is not None
+    return ShortlistHead(tied, head, bits=bits), f"lm_head: int8 over {vocab} tokens, the best {KEEP} per row exact"
+
+
+def shortlist_decides(params: SamplingParams) -> bool:
+    """Whether a row's next token is fp32's when only the shortlist is exact: a greedy pick with nothing that
+    reorders or reads the tail (no logprobs, logit_bias, penalties or JSON grammar). Other rows get the full
+    product: sampling at a temperature reaches the tail, and their logprobs normalise over it."""
+    return (
+        params.temperature == 0.0
+        and params.logprobs is None
+        and not params.logit_bias
+        and params.presence_penalty == 0.0
+        and params.frequency_penalty == 0.0
+        and params.repetition_penalty == 1.0
+        and params.json_schema is None
+    )
