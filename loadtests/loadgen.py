@@ -20,10 +20,12 @@ clipped for a CPU, ignore_eos) and replays them with streaming chat requests fro
   `make test-vllm` does), same vLLM settings: vLLM with Switchboard's control plane;
 - switchboard-fp32: Switchboard with `--weights dtype`: Linear weights as --dtype says (fp32), torch's own GEMM,
   where `switchboard` holds fp16-exact weights in fp16 (engine/fp16_weights.py): the before/after of #21 in one run;
+- switchboard-full-head: Switchboard with `--lm-head full`: no shortlisted lm_head (engine/lm_head.py);
 - llamacpp: llama.cpp's `llama-server` (`llamacpp.py`: built once from a pinned source package) on the embedded
   model's own GGUF (Q4_K_M) with the adapters converted to f32 GGUF LoRA, every adapter loaded at scale 0 and picked
   per request by its `lora` field, one slot per client, --threads threads (#21: "why not llama.cpp?").
-vllm, switchboard-vllm, switchboard-fp32 and llamacpp run serial-base, base-C, adapters-1 and mixed-3.
+vllm, switchboard-vllm, switchboard-fp32, switchboard-full-head and llamacpp run serial-base, base-C, adapters-1,
+mixed-3.
 Each run is capped at --max-run-s: requests still running then are cancelled and counted apart, not as failures.
 Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99, failures, the server's peak RSS (its process tree,
 sampled every 0.5 s, `memory.py`), the utilisation of the machine's GEMM peak (`utilisation.py`: tok/s × FLOPs per
@@ -86,11 +88,14 @@ FULL = {"adapters": "1,4,16,64", "rates": "0.5,1,1.5,2,2.5", "rate_adapters": 16
 READY_DEADLINE_S = {
     "switchboard": 300.0,
     "switchboard-fp32": 300.0,
+    "switchboard-full-head": 300.0,
     "naive": 300.0,
     "vllm": 600.0,
     "switchboard-vllm": 600.0,
     "llamacpp": 300.0,
 }
+# the baselines of #21: every Linear weight in fp32 (torch's own GEMM); the full lm_head product for every row
+VARIANTS = {"switchboard-fp32": ("--weights", "dtype"), "switchboard-full-head": ("--lm-head", "full")}
 RSS_EVERY_S = 0.5  # how often the server's resident memory is sampled during a run
 
 
@@ -152,7 +157,7 @@ def plan(args: argparse.Namespace, all_scenarios: dict[str, Scenario]) -> dict[s
     """target -> scenario keys it runs, in order."""
     issue_21 = ["serial-base", f"base-{args.concurrency}", "adapters-1", "mixed-3"]  # llama.cpp's side by side
     out = {"switchboard": list(all_scenarios), "naive": ["mixed-3"], "vllm": issue_21, "switchboard-vllm": issue_21,
-           "llamacpp": issue_21, "switchboard-fp32": issue_21}  # fmt: skip
+           "llamacpp": issue_21, **dict.fromkeys(VARIANTS, issue_21)}  # fmt: skip
     mine = {target: [k for k in keys if k in all_scenarios] for target, keys in out.items() if target in args.targets}
     return {target: keys for target, keys in mine.items() if keys}
 
@@ -185,9 +190,9 @@ def server_command(target: str, args: argparse.Namespace, adapters: dict[str, Pa
     if target == "switchboard":
         resident = ("--max-resident-adapters", str(max(64, len(adapters))))
         return harness.serve_command(sys.executable, args, port, tmp, adapters, *batch, *resident)
-    if target == "switchboard-fp32":  # the baseline of #21: every Linear weight in fp32 (torch's own GEMM)
-        return harness.serve_command(sys.executable, args, port, tmp, adapters, *batch, "--weights", "dtype",
-                                     state="state-fp32")  # fmt: skip
+    if target in VARIANTS:  # Switchboard with one of #21's steps undone
+        return harness.serve_command(sys.executable, args, port, tmp, adapters, *batch, *VARIANTS[target],
+                                     state=f"state-{target}")  # fmt: skip
     if target == "naive":
         return [sys.executable, str(HERE / "naive_peft_server.py"), "--model", args.model, "--dtype", args.dtype,
                 *flags, *common]  # fmt: skip
@@ -262,7 +267,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             dtypes=harness.DTYPES[1:])  # fmt: skip
     add = parser.add_argument
     add("--targets", default="switchboard,naive,vllm,switchboard-vllm",
-        help="comma-separated: switchboard, switchboard-fp32 (--weights dtype), naive, vllm, switchboard-vllm "
+        help="comma-separated: switchboard, switchboard-fp32 (--weights dtype), switchboard-full-head (--lm-head "
+        "full), naive, vllm, switchboard-vllm "
         "(Switchboard's vllm engine), llamacpp "
         "(llama-server, built on first use: loadtests/llamacpp.py)")  # fmt: skip
     add("--vllm-python", default=os.environ.get("SWITCHBOARD_VLLM_PYTHON"), help="Python with vLLM (vllm target)")

@@ -21,6 +21,7 @@ PERCENTILES = (50, 95, 99)
 TARGET_TITLES = {
     "switchboard": "Switchboard",
     "switchboard-fp32": "Switchboard --weights dtype (fp32)",
+    "switchboard-full-head": "Switchboard --lm-head full",
     "naive": "naive PEFT",
     "vllm": "vLLM",
     "switchboard-vllm": "Switchboard --engine vllm",
@@ -211,6 +212,14 @@ def ratios(summary: dict[str, dict[str, Any]], adapters: list[int], concurrency:
         ("Switchboard / llama.cpp, mixed-3", sb_mixed, "llamacpp/mixed-3"),
         *(
             (f"Switchboard / Switchboard --weights dtype, {name}", f"switchboard/{name}", f"switchboard-fp32/{name}")
+            for name in ("serial-base", f"base-{concurrency}", "adapters-1", "mixed-3")
+        ),
+        *(
+            (
+                f"Switchboard / Switchboard --lm-head full, {name}",
+                f"switchboard/{name}",
+                f"switchboard-full-head/{name}",
+            )
             for name in ("serial-base", f"base-{concurrency}", "adapters-1", "mixed-3")
         ),
         ("llama.cpp: mixed-3 / one adapter", "llamacpp/mixed-3", "llamacpp/adapters-1"),

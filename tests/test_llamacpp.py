@@ -187,15 +187,19 @@ def test_serial_and_base_scenarios_and_llamacpp_runs_the_four_of_issue_21():
 
 
 def test_switchboard_fp32_runs_the_four_with_fp32_weights(tmp_path: Path):
-    args = loadgen.parse_args(["--quick", "--targets", "switchboard,switchboard-fp32"])
+    args = loadgen.parse_args(["--quick", "--targets", "switchboard,switchboard-fp32,switchboard-full-head"])
     plan = loadgen.plan(args, loadgen.scenarios(args))
     assert plan["switchboard-fp32"] == ["serial-base", f"base-{args.concurrency}", "adapters-1", "mixed-3"]
+    assert plan["switchboard-full-head"] == plan["switchboard-fp32"]
+    full = loadgen.server_command("switchboard-full-head", args, {}, 8123, tmp_path)
+    assert full[full.index("--lm-head") + 1] == "full" and "--weights" not in full
     cmd = loadgen.server_command("switchboard-fp32", args, {}, 8123, tmp_path)
     assert cmd[cmd.index("--weights") + 1] == "dtype" and "--weights" not in loadgen.server_command(
         "switchboard", args, {}, 8123, tmp_path
     )
     titles = [row["ratio"] for row in loadgen_report.ratios({}, [1], args.concurrency)]
     assert f"Switchboard / Switchboard --weights dtype, base-{args.concurrency}" in titles
+    assert f"Switchboard / Switchboard --lm-head full, base-{args.concurrency}" in titles
 
 
 async def test_peak_rss_samples_the_process_tree():

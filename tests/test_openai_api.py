@@ -284,10 +284,17 @@ def test_health_and_ready(tiny_server: Server):
         "dtype_reason": "dtype float32 as configured",
         "weights": "float16",  # the tiny model's weights are fp16-exact: held in fp16, computed in fp32
         "weights_reason": "29 Linear weights held in fp16, fp32 compute",
+        "lm_head": "shortlist",  # a 262k vocabulary on fp16-held weights: greedy rows scored int8, then exactly
+        "lm_head_reason": "lm_head: int8 over 262144 tokens, the best 64 per row exact",
     }
     metrics = httpx.get(f"{tiny_server.url}/metrics").text
     info = next(line for line in metrics.splitlines() if line.startswith("switchboard_engine_info{"))
-    assert 'dtype="float32"' in info and 'weights="float16"' in info and f'cpu_kernel="{cpu_info().kernel}"' in info
+    assert (
+        'dtype="float32"' in info
+        and 'weights="float16"' in info
+        and 'lm_head="shortlist"' in info
+        and f'cpu_kernel="{cpu_info().kernel}"' in info
+    )
     assert f'native_bf16="{str(cpu_info().native_bf16).lower()}"' in info
     ready = httpx.get(f"{tiny_server.url}/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"

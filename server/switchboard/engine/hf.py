@@ -28,6 +28,7 @@ from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTrace
 from .batch import Batch, Row, Submission, left_padded, length_groups
 from .constraints import Grammars, constrain
 from .fp16_weights import WeightsMode, hold_fp16
+from .fused_norms import fuse_norms
 from .hf_adapters import AdapterMethods
 from .ledger import RequestLedger
 from .lm_head import HeadMode, shortlist_decides, shortlist_head
@@ -62,7 +63,7 @@ class HFEngine(AdapterMethods):
             raise ValueError(f"quantize must be 'none' or 'int8', got {quantize!r}")
         self.quantize = quantize
         self.weights = weights  # how Linear weights are held (engine/fp16_weights.py)
-        self.lm_head, self.lm_head_reason = lm_head, ""  # the serving head (engine/lm_head.py)
+        self.lm_head, self.lm_head_held, self.lm_head_reason = lm_head, "", ""  # the serving head (engine/lm_head.py)
         # int8 runs on the CPU, the rest of the model in fp32 unless told otherwise (engine/quant.py)
         int8 = quantize == "int8"
         self.weights_held, self.weights_reason = ("int8", "int8 base") if int8 else ("", "")
@@ -105,9 +106,11 @@ class HFEngine(AdapterMethods):
             model = quantize_int8(model, self.dtype)
         else:
             self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)
+            fuse_norms(model, self.dtype)
         self.model = model
         self.stacks = LoraStacks(model, self.dtype, self.device)
         self.stacks.head, self.lm_head_reason = shortlist_head(model, self.lm_head, None if int8 else tied)
+        self.lm_head_held = "full" if self.stacks.head is None else "shortlist"
         self.max_model_len = min(
             self._max_model_len_cap, getattr(model.config, "max_position_embeddings", self._max_model_len_cap)
         )
@@ -127,7 +130,7 @@ class HFEngine(AdapterMethods):
             "dtype_reason": self.dtype_reason,
             "weights": self.weights_held,
             "weights_reason": self.weights_reason,
-            "lm_head": "full" if self.stacks.head is None else "shortlist",
+            "lm_head": self.lm_head_held,
             "lm_head_reason": self.lm_head_reason,
         }
 
