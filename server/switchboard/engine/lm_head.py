@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .base import SamplingParams
-from .fp16_weights import FP16Linear
+from .fp16_weights import FP16Linear, release_freed_memory
 from .quant import Int8Linear, kernel_input_bits
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,9 @@ def shortlist_head(model: Any, mode: HeadMode, tied: torch.Tensor | None) -> tup
             raise ValueError(f"--lm-head shortlist cannot apply to this model: {why_not}")
         return None, f"lm_head: full product ({why_not})"
     assert tied is not None
-    return ShortlistHead(tied, head, bits=bits), f"lm_head: int8 over {vocab} tokens, the best {KEEP} per row exact"
+    shortlist = ShortlistHead(tied, head, bits=bits)
+    release_freed_memory()  # the int8 table's staging copies (~0.2 GB on Gemma 3 270M)
+    return shortlist, f"lm_head: int8 over {vocab} tokens, the best {KEEP} per row exact"
 
 
 def shortlist_decides(params: SamplingParams) -> bool:
