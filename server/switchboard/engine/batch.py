@@ -2,9 +2,8 @@
 
 Rows join by merging a freshly prefilled batch into the running one (caches left-padded to a common
 length, as TGI's CausalLMBatch.concatenate does) and leave by index selection; padding columns no row
-needs any more are trimmed. The cache is a DynamicCache with full layers (engine/kv_cache.py's
-GrowingCache), so sliding-window models (Gemma 3) keep every key: the sliding window is applied by the
-attention mask.
+needs any more are trimmed. The cache is transformers' own DynamicCache with full layers, so sliding-
+window models (Gemma 3) keep every key: the sliding window is applied by the attention mask.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from ..errors import EngineFailure
 from ..hardware import serving_dtype
@@ -30,7 +30,6 @@ from .constraints import Grammars, constrain
 from .fp16_weights import WeightsMode, hold_fp16
 from .fused_norms import fuse_norms
 from .hf_adapters import AdapterMethods
-from .kv_cache import GrowingCache
 from .ledger import RequestLedger
 from .lm_head import HeadMode, shortlist_decides, shortlist_head
 from .logprobs import step_logprobs
@@ -298,7 +297,7 @@ class HFEngine(AdapterMethods):
         for row in rows:
             row.queue_s = now - row.request.arrival
         ids, mask, positions = left_padded([r.request.prompt_ids for r in rows])
-        cache = GrowingCache()
+        cache = DynamicCache()
         logits = self.stacks.logits(
             ids, mask, positions, cache, [r.adapter_name for r in rows], self._shortlisted(rows)
         )
