@@ -168,8 +168,12 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 async def metrics(client: httpx.AsyncClient) -> dict[str, float]:
-    """llama-server's counters now (its /metrics, with --metrics)."""
-    resp = await client.get("/metrics")
+    """llama-server's counters now (its /metrics, with --metrics). Read again once over a fresh connection when
+    the server drops the one reused (llama-server sometimes closes a kept-alive connection as a request goes out)."""
+    try:
+        resp = await client.get("/metrics")
+    except httpx.RemoteProtocolError:
+        resp = await client.get("/metrics", headers={"Connection": "close"})
     resp.raise_for_status()
     return parse_metrics(resp.text)
 

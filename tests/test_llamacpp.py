@@ -266,3 +266,17 @@ def test_llama_server_gives_exactly_max_tokens_and_the_adapter_changes_the_text(
     assert metrics["tokens_predicted_total"] >= 24 and metrics["n_decode_total"] > 0
     # why the base lists every adapter at 0: --lora-init-without-apply leaves their scale at 1 for `lora: []`
     assert json.loads(httpx.get(f"{url}/lora-adapters").text)[0]["scale"] == 1.0
+
+
+async def test_metrics_are_read_again_when_the_server_drops_a_reused_connection():
+    calls = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, text="llamacpp:n_decode_total 7\n")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://llama") as client:
+        assert await llamacpp.metrics(client) == {"n_decode_total": 7.0}
+    assert len(calls) == 2
