@@ -5,21 +5,18 @@ k), each written in transformers as float(), pow, mean, add, rsqrt, mul, (1 + we
 at one token per row each op is a few microseconds of dispatch for a few hundred values. `F.rms_norm`
 does the same arithmetic in the same order, x * rsqrt(mean(x^2) + eps) * w, in one call (plus the
 scale's add for Gemma): the outputs are bit-identical in float32 (tests/test_fused_norms.py), about
-half the time per norm. Only float32
-models are fused (in bf16 the model's own casts between the steps decide the rounding), and only the
-norms whose arithmetic is known: Gemma 3's (scale 1 + weight) and Llama's (scale weight, SmolLM2's).
+half the time per norm. Only float32 models are fused (in bf16 the model's own casts between the steps
+decide the rounding), and only the norms whose arithmetic is known: Gemma 3's (scale 1 + weight) and
+Llama's (scale weight, SmolLM2's).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-logger = logging.getLogger(__name__)
 
 # class name -> how its scale follows from its weight
 _SCALES = {

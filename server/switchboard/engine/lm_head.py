@@ -20,7 +20,6 @@ int8 kernel on this CPU.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 import torch
@@ -29,8 +28,6 @@ from torch import nn
 from .base import SamplingParams
 from .fp16_weights import FP16Linear, release_freed_memory
 from .quant import Int8Linear, kernel_input_bits
-
-logger = logging.getLogger(__name__)
 
 HeadMode = Literal["auto", "shortlist", "full"]
 KEEP = 64  # rows of the shortlist: exact logits for each row's 64 best int8 guesses
