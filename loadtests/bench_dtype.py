@@ -44,9 +44,11 @@ REFERENCE = "fp32"  # what agreement and losses are measured against
 
 def auto_kind() -> str:
     """The kind `--dtype auto` serves on this CPU."""
+    from switchboard.engine.fp16_weights import fp16_kernel
     from switchboard.hardware import serving_dtype
 
-    return "bf16" if serving_dtype("auto", torch.device("cpu"))[0] == torch.bfloat16 else "fp16w"
+    auto = serving_dtype("auto", torch.device("cpu"), fp16_weights=fp16_kernel())[0]
+    return "bf16" if auto == torch.bfloat16 else "fp16w"
 
 
 def build_engines(args: argparse.Namespace) -> dict[str, Any]:

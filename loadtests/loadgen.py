@@ -21,11 +21,13 @@ clipped for a CPU, ignore_eos) and replays them with streaming chat requests fro
 - switchboard-fp32: Switchboard with `--weights dtype`: Linear weights as --dtype says (fp32), torch's own GEMM,
   where `switchboard` holds fp16-exact weights in fp16 (engine/fp16_weights.py): the before/after of #21 in one run;
 - switchboard-full-head: Switchboard with `--lm-head full`: no shortlisted lm_head (engine/lm_head.py);
+- switchboard-bf16: Switchboard with `--dtype bfloat16` (what `auto` served on a native-bf16 CPU before fp16-held
+  weights), its utilisation against the bf16 peak;
 - llamacpp: llama.cpp's `llama-server` (`llamacpp.py`: built once from a pinned source package) on the embedded
   model's own GGUF (Q4_K_M) with the adapters converted to f32 GGUF LoRA, every adapter loaded at scale 0 and picked
   per request by its `lora` field, one slot per client, --threads threads (#21: "why not llama.cpp?").
-vllm, switchboard-vllm, switchboard-fp32, switchboard-full-head and llamacpp run serial-base, base-C, adapters-1,
-mixed-3.
+vllm, switchboard-vllm, switchboard-fp32, switchboard-full-head, switchboard-bf16 and llamacpp run serial-base,
+base-C, adapters-1, mixed-3.
 Each run is capped at --max-run-s: requests still running then are cancelled and counted apart, not as failures.
 Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99, failures, the server's peak RSS (its process tree,
 sampled every 0.5 s, `memory.py`), the utilisation of the machine's GEMM peak (`utilisation.py`: tok/s × FLOPs per
@@ -89,13 +91,15 @@ READY_DEADLINE_S = {
     "switchboard": 300.0,
     "switchboard-fp32": 300.0,
     "switchboard-full-head": 300.0,
+    "switchboard-bf16": 300.0,
     "naive": 300.0,
     "vllm": 600.0,
     "switchboard-vllm": 600.0,
     "llamacpp": 300.0,
 }
-# the baselines of #21: every Linear weight in fp32 (torch's own GEMM); the full lm_head product for every row
-VARIANTS = {"switchboard-fp32": ("--weights", "dtype"), "switchboard-full-head": ("--lm-head", "full")}
+# the baselines of #21: every Linear weight in fp32 (torch's own GEMM); the full lm_head product for every row; bf16
+VARIANTS = {"switchboard-fp32": ("--weights", "dtype"), "switchboard-full-head": ("--lm-head", "full"),
+            "switchboard-bf16": ("--dtype", "bfloat16")}  # fmt: skip
 RSS_EVERY_S = 0.5  # how often the server's resident memory is sampled during a run
 
 
@@ -268,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--targets", default="switchboard,naive,vllm,switchboard-vllm",
         help="comma-separated: switchboard, switchboard-fp32 (--weights dtype), switchboard-full-head (--lm-head "
-        "full), naive, vllm, switchboard-vllm "
+        "full), switchboard-bf16 (--dtype bfloat16), naive, vllm, switchboard-vllm "
         "(Switchboard's vllm engine), llamacpp "
         "(llama-server, built on first use: loadtests/llamacpp.py)")  # fmt: skip
     add("--vllm-python", default=os.environ.get("SWITCHBOARD_VLLM_PYTHON"), help="Python with vLLM (vllm target)")
@@ -350,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"load average {load_before[0]:.1f} at the start: other work shares the cores, figures are noisy")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    peaks = utilisation.measure_peaks(dict.fromkeys(("float32", args.dtype)))  # fp32: every target's denominator
+    bf16 = ("bfloat16",) if "switchboard-bf16" in args.targets else ()
+    peaks = utilisation.measure_peaks(dict.fromkeys(("float32", args.dtype, *bf16)))  # fp32: every target's denominator
     with tempfile.TemporaryDirectory(prefix="switchboard-loadgen-") as tmp_dir:
         tmp = Path(tmp_dir)
         dirs = adapter_dirs(args, pools_used(s.spec.pool for s in all_scenarios.values()), tmp)

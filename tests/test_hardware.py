@@ -52,6 +52,57 @@ def test_auto_serves_bf16_only_where_it_is_native():
     assert serving_dtype("float32", torch.device("cpu"))[0] == torch.float32
 
 
+@pytest.mark.parametrize(
+    ("flags", "native", "fp16_weights", "want"),
+    [
+        (("avx2",), False, True, torch.float32),  # AVX2 only: fp32 (with fp16-held weights in the hf engine)
+        (("avx2", "avx512f", "avx512_bf16"), True, True, torch.float32),  # fp16-held weights beat native bf16
+        (("avx2", "avx512f", "avx512_bf16"), True, False, torch.bfloat16),  # vllm, --weights dtype, no fbgemm
+        (("avx2", "avx512f", "avx512_bf16", "amx_bf16"), True, True, torch.bfloat16),  # AMX: not measured, bf16
+    ],
+)
+def test_auto_takes_fp16_held_weights_over_native_bf16_without_amx(monkeypatch, flags, native, fp16_weights, want):
+    from switchboard import hardware
+
+    cpu = hardware.CpuInfo(model="a CPU", flags=flags, kernel="AVX512", native_bf16=native, int8_input_bits=8)
+    monkeypatch.setattr(hardware, "cpu_info", lambda: cpu)
+    dtype, reason = serving_dtype("auto", torch.device("cpu"), fp16_weights=fp16_weights)
+    assert dtype == want, reason
+    assert ("fp16-held weights" in reason) is (want == torch.float32 and native)
+    assert training_bf16("auto", cuda=False)[0] is native  # training has no fp16-held weights: bf16 where native
+
+
+def test_auto_falls_back_to_bf16_when_the_weights_are_not_exact_in_fp16(monkeypatch, tmp_path, tiny_model_dir):
+    """On a native-bf16 CPU auto takes float32 for fp16-held weights; a model whose weights fp16 would round
+    is served in bf16 after all, as before, and says why."""
+    import shutil
+
+    from switchboard import hardware
+    from switchboard.engine.fp16_weights import fp16_kernel
+    from switchboard.engine.hf import HFEngine
+    from transformers import AutoModelForCausalLM
+
+    if not fp16_kernel():
+        pytest.skip("this torch build has no fp16 GEMM (fbgemm): auto never takes fp16-held weights")
+    cpu = hardware.CpuInfo(model="a CPU", flags=("avx2", "avx512f", "avx512_bf16"), kernel="AVX512", native_bf16=True)
+    monkeypatch.setattr(hardware, "cpu_info", lambda: cpu)
+    exact = HFEngine(tiny_model_dir, model_id="tiny", device="cpu")
+    exact.load_model()
+    assert exact.dtype == torch.float32 and exact.describe()["weights"] == "float16", exact.dtype_reason
+    rounded_dir = tmp_path / "rounded"
+    shutil.copytree(tiny_model_dir, rounded_dir)
+    model = AutoModelForCausalLM.from_pretrained(rounded_dir, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight.add_(1e-6)  # no longer exact in fp16
+    model.save_pretrained(rounded_dir)
+    rounded = HFEngine(rounded_dir, model_id="rounded", device="cpu")
+    assert rounded.dtype == torch.float32  # decided at load, once the weights are read
+    rounded.load_model()
+    assert rounded.dtype == torch.bfloat16 and "not all exact in fp16" in rounded.dtype_reason
+    assert rounded.describe()["dtype"] == "bfloat16" and rounded.describe()["weights"] == "bfloat16"
+    assert next(rounded.model.parameters()).dtype == torch.bfloat16
+
+
 def test_trainer_autocasts_bf16_only_where_it_is_native():
     assert training_bf16("auto", cuda=False)[0] is cpu_info().native_bf16
     assert training_bf16(True, cuda=False)[0] is True
@@ -101,10 +152,11 @@ def test_onednn_takes_no_avx512_kernel_under_the_restriction():
 
 
 def test_hf_engine_resolves_auto_from_the_cpu_and_describes_it(tiny_model_dir):
+    from switchboard.engine.fp16_weights import fp16_kernel
     from switchboard.engine.hf import HFEngine
 
     engine = HFEngine(tiny_model_dir, model_id="tiny", device="cpu")  # dtype auto; nothing loaded yet
-    want = serving_dtype("auto", torch.device("cpu"))
+    want = serving_dtype("auto", torch.device("cpu"), fp16_weights=fp16_kernel())
     assert (engine.dtype, engine.dtype_reason) == want
     assert engine.describe()["dtype"] == str(want[0]).removeprefix("torch.")
     int8 = HFEngine(tiny_model_dir, model_id="tiny", quantize="int8")

@@ -157,10 +157,12 @@ def test_llamacpp_is_divided_by_the_fp32_peak_and_the_others_by_their_dtype():
                 for i in range(4)]  # fmt: skip
         return Run(target, "mixed-3", 0, 2.0, outs)
 
-    runs = [run("switchboard"), run("llamacpp")]
+    runs = [run("switchboard"), run("llamacpp"), run("switchboard-bf16")]
     summary = loadgen_report.summarize(runs)
     peaks = {"float32": {"flops": 1e11}, "bfloat16": {"flops": 1e10}}
     lora = {"r": 8, "target_modules": ["q_proj"]}
+    loadgen_report.add_utilisation(summary, runs, GEMMA3_270M, lora, {**peaks, "float16": {"flops": 1.0}}, "float16")
+    assert summary["switchboard-bf16/mixed-3"]["peak_dtype"] == "bfloat16"  # whatever --dtype the others run
     loadgen_report.add_utilisation(summary, runs, GEMMA3_270M, lora, peaks, "bfloat16")
     flops = utilisation.flops_per_token(GEMMA3_270M, 24, 8, ["q_proj"], 0.5)  # context 20 + 8 / 2, half on sales
     sb, lc = summary["switchboard/mixed-3"], summary["llamacpp/mixed-3"]
@@ -187,10 +189,14 @@ def test_serial_and_base_scenarios_and_llamacpp_runs_the_four_of_issue_21():
 
 
 def test_switchboard_fp32_runs_the_four_with_fp32_weights(tmp_path: Path):
-    args = loadgen.parse_args(["--quick", "--targets", "switchboard,switchboard-fp32,switchboard-full-head"])
+    args = loadgen.parse_args(
+        ["--quick", "--targets", "switchboard,switchboard-fp32,switchboard-full-head,switchboard-bf16"]
+    )
     plan = loadgen.plan(args, loadgen.scenarios(args))
     assert plan["switchboard-fp32"] == ["serial-base", f"base-{args.concurrency}", "adapters-1", "mixed-3"]
-    assert plan["switchboard-full-head"] == plan["switchboard-fp32"]
+    assert plan["switchboard-full-head"] == plan["switchboard-bf16"] == plan["switchboard-fp32"]
+    bf16 = loadgen.server_command("switchboard-bf16", args, {}, 8123, tmp_path)
+    assert bf16[len(bf16) - 1 - bf16[::-1].index("--dtype") + 1] == "bfloat16"  # the last --dtype wins
     full = loadgen.server_command("switchboard-full-head", args, {}, 8123, tmp_path)
     assert full[full.index("--lm-head") + 1] == "full" and "--weights" not in full
     cmd = loadgen.server_command("switchboard-fp32", args, {}, 8123, tmp_path)
@@ -200,6 +206,7 @@ def test_switchboard_fp32_runs_the_four_with_fp32_weights(tmp_path: Path):
     titles = [row["ratio"] for row in loadgen_report.ratios({}, [1], args.concurrency)]
     assert f"Switchboard / Switchboard --weights dtype, base-{args.concurrency}" in titles
     assert f"Switchboard / Switchboard --lm-head full, base-{args.concurrency}" in titles
+    assert "Switchboard / Switchboard --dtype bfloat16, serial-base" in titles
 
 
 async def test_peak_rss_samples_the_process_tree():

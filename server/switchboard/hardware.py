@@ -92,9 +92,12 @@ def cpu_info() -> CpuInfo:
     )
 
 
-def serving_dtype(requested: str, device: torch.device) -> tuple[torch.dtype, str]:
+def serving_dtype(requested: str, device: torch.device, fp16_weights: bool = False) -> tuple[torch.dtype, str]:
     """The dtype to serve in and why: `auto` is bf16 on a GPU that has it and on CPUs with native bf16,
-    else fp32 (fp16 on an older GPU). Measured on both CPU classes in docs/engine.md."""
+    else fp32 (fp16 on an older GPU). `fp16_weights`: the engine can hold float32 Linear weights in fp16
+    (the hf engine's `weights: auto|fp16` with fbgemm's fp16 GEMM, engine/fp16_weights.py); on an
+    AVX-512-bf16 CPU without AMX that is both exact and faster than native bf16, so `auto` takes float32
+    there. Measured on the CPU classes in docs/engine.md."""
     named = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
     if requested != "auto":
         return named[requested], f"dtype {requested} as configured"
@@ -105,18 +108,27 @@ def serving_dtype(requested: str, device: torch.device) -> tuple[torch.dtype, st
     if device.type != "cpu":
         return torch.float32, f"auto: float32 on {device.type}"
     cpu = cpu_info()
+    if cpu.native_bf16 and fp16_weights and "amx_bf16" not in cpu.flags:
+        return torch.float32, (
+            f"auto: float32 with fp16-held weights, exact and faster than native bf16 here ({cpu.summary()})"
+        )
     if cpu.native_bf16:
         return torch.bfloat16, f"auto: bfloat16 on a CPU with native bf16 ({cpu.summary()})"
     return torch.float32, f"auto: float32, as this CPU has no native bf16 ({cpu.summary()})"
 
 
 def training_bf16(requested: bool | str, cuda: bool) -> tuple[bool, str]:
-    """Whether the trainer autocasts to bf16 and why: `auto` does where serving_dtype would pick bf16
-    (a bf16 GPU, a CPU with avx512_bf16/AMX); emulated bf16 on an AVX2 CPU is many times slower than
-    fp32 (docs/training.md)."""
+    """Whether the trainer autocasts to bf16 and why: `auto` does on a bf16 GPU and on a CPU with native bf16
+    (avx512_bf16/AMX: training has no fp16-held weights, bf16 is its fast path there); emulated bf16 on an
+    AVX2 CPU is many times slower than fp32 (docs/training.md)."""
     if requested != "auto":
         return bool(requested), f"bf16 {str(bool(requested)).lower()} as configured"
-    dtype, why = serving_dtype("auto", torch.device("cuda" if cuda else "cpu"))
+    if not cuda:
+        cpu = cpu_info()
+        if cpu.native_bf16:
+            return True, f"auto: bfloat16 on a CPU with native bf16 ({cpu.summary()})"
+        return False, f"auto: float32, as this CPU has no native bf16 ({cpu.summary()})"
+    dtype, why = serving_dtype("auto", torch.device("cuda"))
     return dtype == torch.bfloat16, why
 
 

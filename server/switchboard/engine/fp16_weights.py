@@ -124,3 +124,8 @@ def release_freed_memory() -> None:
     come from its heap once large frees raised its mmap threshold), and the process's RSS would keep it."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim, or no way to ask
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def fp16_holds_all(model: Any) -> bool:
+    """Whether every Linear weight of `model` is exact in fp16, i.e. `weights: auto` would hold them all."""
+    return all(fp16_exact(m.weight.detach()) for m in model.modules() if type(m) is nn.Linear)

@@ -27,7 +27,7 @@ from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTracer
 from .batch import Batch, Row, Submission, left_padded, length_groups
 from .constraints import Grammars, constrain
-from .fp16_weights import WeightsMode, hold_fp16
+from .fp16_weights import WeightsMode, fp16_holds_all, fp16_kernel, hold_fp16
 from .fused_norms import fuse_norms
 from .hf_adapters import AdapterMethods
 from .ledger import RequestLedger
@@ -73,7 +73,11 @@ class HFEngine(AdapterMethods):
         if int8 and dtype == "auto":
             self.dtype, self.dtype_reason = torch.float32, "auto: float32 around the int8 base"
         else:
-            self.dtype, self.dtype_reason = serving_dtype(dtype, self.device)
+            fp16w = self.device.type == "cpu" and weights != "dtype" and fp16_kernel()
+            self.dtype, self.dtype_reason = serving_dtype(dtype, self.device, fp16_weights=fp16w)
+        # auto took float32 for fp16-held weights where it would take bf16 without them: if the model's weights
+        # are not all exact in fp16, load_model() serves bf16 after all
+        self._bf16_unless_fp16_exact = dtype == "auto" and self.dtype != serving_dtype("auto", self.device)[0]
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self._max_model_len_cap = max_model_len
@@ -105,6 +109,11 @@ class HFEngine(AdapterMethods):
         if int8:
             model = quantize_int8(model, self.dtype)
         else:
+            if self._bf16_unless_fp16_exact and self.weights == "auto" and not fp16_holds_all(model):
+                model.to(torch.bfloat16)
+                tied = None
+                self.dtype, self.dtype_reason = serving_dtype("auto", self.device)
+                self.dtype_reason += "; its Linear weights are not all exact in fp16"
             self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)
             fuse_norms(model, self.dtype)
         self.model = model
