@@ -116,8 +116,9 @@ class Settings(BaseSettings):
     engine: Literal["hf", "vllm"] = Field(default="hf", description="Inference engine.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         default="auto",
-        description="Weights dtype; auto = bfloat16 on a GPU with bf16 and on a CPU with native bf16 (avx512_bf16 or "
-        "AMX), float32 on other CPUs, where emulated bf16 halves batched decode (docs/engine.md).",
+        description="Weights dtype; auto = bfloat16 on a GPU with bf16; on a CPU float32 with fp16-held weights "
+        "(exact, and faster than native avx512_bf16), bfloat16 where those don't apply and bf16 is native (AMX, the "
+        "vllm engine, weights fp16 would round) (docs/engine.md).",
     )
     quantize: Literal["none", "int8"] = Field(
         default="none",
