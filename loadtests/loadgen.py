@@ -395,17 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = "-".join(["loadgen", *(["quick"] if args.quick else []), *args.scenarios])  # a part: its own files
-    plots = [] if args.no_plots else report.plot(summary, setting, out_dir, prefix)
-    text = report.markdown(setting, summary, ratio_rows, plots, structured_rows)
-    print(text)
-    (out_dir / f"{prefix}.md").write_text(text)
     result = {"setting": setting, "summary": summary, "ratios": ratio_rows, "structured_ratios": structured_rows,
               "traces": {k: {"spec": repr(s.spec), "requests": [r.row() for r in traces[k]]}
                          for k, s in all_scenarios.items()},
               "runs": [{"target": r.target, "scenario": r.scenario, "repeat": r.repeat, "wall_s": r.wall_s,
                         "tok_s": r.tokens_per_s, "rss_mib": r.rss_mib, "decode_batch": r.decode_batch,
                         "loadavg": r.loadavg, "outcomes": [o.row() for o in r.outcomes]} for r in runs]}  # fmt: skip
-    out = harness.write_result(prefix, result, out_dir, indent=1, say=False)
+    out = harness.write_result(prefix, result, out_dir, indent=1, say=False)  # first: a report bug loses no run
+    plots = [] if args.no_plots else report.plot(summary, setting, out_dir, prefix)
+    text = report.markdown(setting, summary, ratio_rows, plots, structured_rows)
+    print(text)
+    (out_dir / f"{prefix}.md").write_text(text)
     print(f"wrote {out}, {prefix}.md and {len(plots)} plot(s) in {out_dir}", file=sys.stderr)
     invalid = report.invalid_documents(runs)
     for key, text in invalid[:5]:

@@ -22,6 +22,7 @@ TARGET_TITLES = {
     "switchboard": "Switchboard",
     "switchboard-fp32": "Switchboard --weights dtype (fp32)",
     "switchboard-full-head": "Switchboard --lm-head full",
+    "switchboard-bf16": "Switchboard --dtype bfloat16",
     "naive": "naive PEFT",
     "vllm": "vLLM",
     "switchboard-vllm": "Switchboard --engine vllm",

@@ -203,6 +203,8 @@ def test_switchboard_fp32_runs_the_four_with_fp32_weights(tmp_path: Path):
     assert cmd[cmd.index("--weights") + 1] == "dtype" and "--weights" not in loadgen.server_command(
         "switchboard", args, {}, 8123, tmp_path
     )
+    assert set(loadgen.READY_DEADLINE_S) <= set(loadgen_report.TARGET_TITLES)  # every target has a report title
+    assert set(loadgen.VARIANTS) <= set(loadgen.READY_DEADLINE_S)
     titles = [row["ratio"] for row in loadgen_report.ratios({}, [1], args.concurrency)]
     assert f"Switchboard / Switchboard --weights dtype, base-{args.concurrency}" in titles
     assert f"Switchboard / Switchboard --lm-head full, base-{args.concurrency}" in titles
