@@ -229,7 +229,10 @@ async def drive_target(
     all_scenarios: dict[str, Scenario], port: int, proc: subprocess.Popen[bytes], log: Path,
 ) -> list[Run]:  # fmt: skip
     width = max(args.concurrency, args.max_in_flight) + 4
-    async with harness.client(port, width, timeout=args.max_run_s + 60) as client:
+    # llama-server closes idle keep-alive connections as the client may reuse one ("Server disconnected without
+    # sending a response": 1 of 32 requests in a run even with the pool's 4 s expiry): a connection per request
+    fresh = {"headers": {"Connection": "close"}} if target == "llamacpp" else {}
+    async with harness.client(port, width, timeout=args.max_run_s + 60, **fresh) as client:
         started = time.perf_counter()
         # vLLM has no /ready: /v1/models answers once loaded; llama-server's /health is 200 once loaded
         path = {"vllm": "/v1/models", "llamacpp": "/health"}.get(target, "/ready")
