@@ -104,6 +104,7 @@ def test_growth_removal_and_slot_reuse(lora: LoraStacks, tiny_model_dir: Path, t
     )
 
     slot = lora._slots["beta"]
+    logits(lora, ["beta", "beta"])  # one adapter on every row: its scaled B is built (and must not outlive it)
     lora.discard("beta")
     assert "beta" not in lora._slots and slot in lora._free
     assert all(float(stack.a[slot].abs().sum()) == 0 and "beta" not in stack.keys for stack in lora._stacks.values())
@@ -115,6 +116,8 @@ def test_growth_removal_and_slot_reuse(lora: LoraStacks, tiny_model_dir: Path, t
     torch.testing.assert_close(after[0], before[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(after[2], before[2], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(after[1], logits(lora, ["beta-again"], peft=True)[0], rtol=1e-5, atol=1e-5)
+    alone = logits(lora, ["beta-again", "beta-again"])
+    torch.testing.assert_close(alone[0], after[1], rtol=1e-5, atol=1e-5)
 
 
 def test_higher_rank_restacks_every_adapter(lora: LoraStacks, tiny_model_dir: Path, tmp_path: Path):
