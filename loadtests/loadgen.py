@@ -87,19 +87,11 @@ QUICK = {"adapters": "1,4", "rates": "2", "rate_adapters": 4, "duration": 3.0, "
 FULL = {"adapters": "1,4,16,64", "rates": "0.5,1,1.5,2,2.5", "rate_adapters": 16, "duration": 45.0, "requests": 96,
         "concurrency": 16, "naive_requests": 16, "max_prompt_tokens": 256, "max_output_tokens": 128, "repeats": 3,
         "max_run_s": 300.0, "max_in_flight": 64, "serial_requests": 8}  # fmt: skip
-READY_DEADLINE_S = {
-    "switchboard": 300.0,
-    "switchboard-fp32": 300.0,
-    "switchboard-full-head": 300.0,
-    "switchboard-bf16": 300.0,
-    "naive": 300.0,
-    "vllm": 600.0,
-    "switchboard-vllm": 600.0,
-    "llamacpp": 300.0,
-}
 # the baselines of #21: every Linear weight in fp32 (torch's own GEMM); the full lm_head product for every row; bf16
 VARIANTS = {"switchboard-fp32": ("--weights", "dtype"), "switchboard-full-head": ("--lm-head", "full"),
             "switchboard-bf16": ("--dtype", "bfloat16")}  # fmt: skip
+READY_DEADLINE_S = {"switchboard": 300.0, **dict.fromkeys(VARIANTS, 300.0), "naive": 300.0, "vllm": 600.0,
+                    "switchboard-vllm": 600.0, "llamacpp": 300.0}  # fmt: skip
 RSS_EVERY_S = 0.5  # how often the server's resident memory is sampled during a run
 
 

@@ -118,17 +118,12 @@ def serving_dtype(requested: str, device: torch.device, fp16_weights: bool = Fal
 
 
 def training_bf16(requested: bool | str, cuda: bool) -> tuple[bool, str]:
-    """Whether the trainer autocasts to bf16 and why: `auto` does on a bf16 GPU and on a CPU with native bf16
-    (avx512_bf16/AMX: training has no fp16-held weights, bf16 is its fast path there); emulated bf16 on an
-    AVX2 CPU is many times slower than fp32 (docs/training.md)."""
+    """Whether the trainer autocasts to bf16 and why: `auto` does where serving_dtype would pick bf16 without
+    fp16-held weights, which training has (a bf16 GPU, a CPU with avx512_bf16/AMX); emulated bf16 on an AVX2
+    CPU is many times slower than fp32 (docs/training.md)."""
     if requested != "auto":
         return bool(requested), f"bf16 {str(bool(requested)).lower()} as configured"
-    if not cuda:
-        cpu = cpu_info()
-        if cpu.native_bf16:
-            return True, f"auto: bfloat16 on a CPU with native bf16 ({cpu.summary()})"
-        return False, f"auto: float32, as this CPU has no native bf16 ({cpu.summary()})"
-    dtype, why = serving_dtype("auto", torch.device("cuda"))
+    dtype, why = serving_dtype("auto", torch.device("cuda" if cuda else "cpu"))
     return dtype == torch.bfloat16, why
 
 
