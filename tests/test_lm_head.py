@@ -10,7 +10,7 @@ import pytest
 import torch
 from switchboard.engine.base import GenerationRequest, SamplingParams
 from switchboard.engine.hf import HFEngine
-from switchboard.engine.lm_head import KEEP, ShortlistHead, shortlist_decides, shortlist_head
+from switchboard.engine.lm_head import KEEP, ShortlistHead, shortlist_decides, shortlist_head, top_indices
 from switchboard.engine.quant import kernel_input_bits
 from torch import nn
 
@@ -44,6 +44,20 @@ def test_the_shortlist_is_exact_and_the_rest_close():
     assert ((got - exact).abs() / spread).max() < 0.03
     # a row's logits do not depend on the other rows of the batch (up to the order of the additions)
     torch.testing.assert_close(head(rows[3:4]), got[3:4], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [262_144, 40_000, 4_100, 64 * 64, 100])  # runs of 64: many, a remainder, k of them
+def test_top_indices_are_topks_set(n: int):
+    gen = torch.Generator().manual_seed(n)
+    logits = torch.randn(7, n, generator=gen)
+    logits[1] = logits[1].sort().values  # the best values all in the last runs
+    logits[2, : n // 2] = logits[2].max() + 1.0  # more than k values tied at the top
+    got, want = top_indices(logits, KEEP), logits.topk(KEEP, dim=-1).indices
+    assert got.shape == (7, KEEP) and bool((got < n).all())
+    for row, (g, w) in enumerate(zip(got, want, strict=True)):
+        # the same set; where values tie at the k-th, any of them (torch's own choice is arbitrary too)
+        assert sorted(logits[row, g].tolist()) == sorted(logits[row, w].tolist()), row
+        assert len(set(g.tolist())) == KEEP
 
 
 def test_batched_shapes_and_dtype_follow_the_input():

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import SamplingParams
@@ -31,6 +32,7 @@ from .quant import Int8Linear, kernel_input_bits
 
 HeadMode = Literal["auto", "shortlist", "full"]
 KEEP = 64  # rows of the shortlist: exact logits for each row's 64 best int8 guesses
+CHUNK = 64  # top_indices: the vocabulary in runs of 64 logits, the best runs first
 MIN_VOCAB = 32768  # below it the full product is cheap and the shortlist saves nothing
 
 
@@ -58,11 +60,29 @@ class ShortlistHead(nn.Module):
             return out
         rows = hidden.reshape(-1, hidden.shape[-1]).float()
         logits = self.int8(rows)
-        best = logits.topk(self.keep, dim=-1, sorted=False).indices  # [rows, keep]
+        best = top_indices(logits, self.keep)  # [rows, keep]
         exact = torch.bmm(self.weight[best].float(), rows.unsqueeze(-1)).squeeze(-1)
         logits.scatter_(1, best, exact)
         shortlist: torch.Tensor = logits.reshape(*hidden.shape[:-1], -1).to(hidden.dtype)
         return shortlist
+
+
+def top_indices(logits: torch.Tensor, k: int, chunk: int = CHUNK) -> torch.Tensor:
+    """The indices of each row's k largest values of `logits` [rows, n], in no order: the same set as
+    `topk(k).indices` (up to ties), about 5x faster on a 262k vocabulary. torch's topk selects over every
+    value on one thread per row; here each run of `chunk` values is reduced to its max (vectorised), the k
+    runs with the largest maxima are kept, and topk picks from their k*chunk values. No value outside those
+    runs can be among the k largest: its run's max is beaten by k other runs' maxima, i.e. by k values."""
+    rows, n = logits.shape
+    runs = -(-n // chunk)
+    if runs <= k:
+        return logits.topk(k, dim=-1, sorted=False).indices
+    padded = logits if n % chunk == 0 else F.pad(logits, (0, runs * chunk - n), value=-float("inf"))
+    best_runs = padded.view(rows, runs, chunk).amax(dim=-1).topk(k, dim=-1, sorted=False).indices  # [rows, k]
+    candidates = (best_runs.unsqueeze(-1) * chunk + torch.arange(chunk, device=logits.device)).reshape(rows, -1)
+    picked = padded.gather(1, candidates).topk(k, dim=-1, sorted=False).indices
+    best = candidates.gather(1, picked)
+    return best if padded is logits else best.clamp_(max=n - 1)  # a pad is only picked where k values are -inf
 
 
 def shortlist_head(model: Any, mode: HeadMode, tied: torch.Tensor | None) -> tuple[ShortlistHead | None, str]:
