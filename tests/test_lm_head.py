@@ -116,11 +116,39 @@ def test_choice_follows_the_setting_and_says_why(tiny_model_dir: Path):
         shortlist_head(plain.model, "shortlist", None)
 
 
-def _greedy(eng: HFEngine, prompts: list[list[int]], adapter: str | None) -> list[list[int]]:
+def test_bf16_tables_shortlist_too_and_amx_caps_the_rows(tiny_model_dir: Path):
+    from switchboard.engine.lm_head import AMX_MAX_ROWS
+    from switchboard.hardware import cpu_info
+
+    eng = HFEngine(tiny_model_dir, model_id="tiny", dtype="bfloat16", max_model_len=256)
+    eng.load_model()
+    info, head = eng.describe(), eng.stacks.head
+    assert info["lm_head"] == "shortlist" and isinstance(head, ShortlistHead), info
+    amx = cpu_info().native_bf16 and "amx_bf16" in cpu_info().flags
+    assert head.max_rows == (AMX_MAX_ROWS if amx else None)
+    assert info["lm_head_reason"].endswith("(AMX)") is amx, info
+    # the shortlist holds the full bf16 product's values (one rounding of an fp32 sum) and its greedy token
+    rows = torch.randn(6, head.weight.shape[1], generator=torch.Generator().manual_seed(4)).bfloat16()
+    head.max_rows = None
+    got, full = head(rows), eng.model.lm_head(rows)
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got.argmax(-1), full.argmax(-1))
+    top = full.float().topk(8, dim=-1).indices
+    torch.testing.assert_close(got.gather(1, top).float(), full.gather(1, top).float(), rtol=8e-3, atol=1e-2)
+    # more shortlisted rows than max_rows: the full product, bit for bit, for every row
+    head.max_rows = 5
+    assert torch.equal(head(rows), full)
+    assert torch.equal(head(rows, torch.tensor([True] * 5 + [False]))[:5], head(rows[:5]))
+
+
+def _greedy(eng: HFEngine, prompts: list[list[int]], adapter: str | None | list[str | None]) -> list[list[int]]:
+    """Greedy answers to `prompts`, all in one batch; `adapter`: one for every row, or one per row."""
+    adapters = adapter if isinstance(adapter, list) else [adapter] * len(prompts)
+
     async def one(i: int, prompt: list[int]) -> list[int]:
         tokens: list[int] = []
         params = SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True)
-        async for out in eng.generate(GenerationRequest(f"r{i}", prompt, params, adapter)):
+        async for out in eng.generate(GenerationRequest(f"r{i}", prompt, params, adapters[i])):
             tokens += out.token_ids
         return tokens
 
@@ -130,6 +158,7 @@ def _greedy(eng: HFEngine, prompts: list[list[int]], adapter: str | None) -> lis
             return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
         finally:
             await eng.shutdown()
+            eng._thread = None  # stopped: adapters can be added before the next start
 
     return asyncio.run(run())
 
@@ -139,10 +168,34 @@ def test_served_greedy_tokens_are_the_full_heads(tiny_model_dir: Path, tmp_path:
 
     adapter = make_adapter(tiny_model_dir, tmp_path / "a", rank=4, targets=["q_proj", "v_proj"], seed=3)
     prompts = [[2, *range(1000 + 7 * i, 1010 + 11 * i)] for i in range(6)]
+    for dtype in ("float32", "bfloat16"):
+        answers = {}
+        for mode in ("auto", "full"):
+            eng = HFEngine(tiny_model_dir, model_id="tiny", dtype=dtype, max_model_len=256, lm_head=mode)
+            eng.load_model()
+            assert eng.describe()["lm_head"] == ("shortlist" if mode == "auto" else "full")
+            eng.add_adapter_sync("a", adapter)
+            answers[mode] = (_greedy(eng, prompts, None), _greedy(eng, prompts, "a"))
+        assert answers["auto"] == answers["full"], dtype
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_an_adapter_with_lora_on_the_lm_head_changes_its_own_rows_only(tiny_model_dir: Path, tmp_path: Path, dtype):
+    """The lm_head's LoRA is per row like the other layers' (base rows once got it too), and a shortlisted
+    head gives way to PEFT's product while such an adapter is resident (it once left the LoRA out)."""
+    from .conftest import make_adapter
+
+    adapter = make_adapter(tiny_model_dir, tmp_path / "a", rank=4, targets=["q_proj", "lm_head"], seed=3)
+    prompts = [[2, *range(1000 + 7 * i, 1010 + 11 * i)] for i in range(4)]
     answers = {}
     for mode in ("auto", "full"):
-        eng = HFEngine(tiny_model_dir, model_id="tiny", dtype="float32", max_model_len=256, lm_head=mode)
+        eng = HFEngine(tiny_model_dir, model_id="tiny", dtype=dtype, max_model_len=256, lm_head=mode)
         eng.load_model()
+        bare = _greedy(eng, prompts, None)
         eng.add_adapter_sync("a", adapter)
-        answers[mode] = (_greedy(eng, prompts, None), _greedy(eng, prompts, "a"))
+        base, own = _greedy(eng, prompts, None), _greedy(eng, prompts, "a")
+        assert base == bare and own != bare, mode
+        mixed = _greedy(eng, prompts, [None, "a", None, "a"])
+        assert mixed == [base[0], own[1], base[2], own[3]], mode
+        answers[mode] = own
     assert answers["auto"] == answers["full"]

@@ -110,7 +110,7 @@ class HFEngine(AdapterMethods):
             model = quantize_int8(model, self.dtype)
         else:
             if self._bf16_unless_fp16_exact and self.weights == "auto" and not fp16_holds_all(model):
-                model.to(torch.bfloat16)  # `tied` is bf16 now too: no shortlisted head
+                model.to(torch.bfloat16)  # `tied` (the same Parameter) is bf16 now too
                 self.dtype, self.dtype_reason = serving_dtype("auto", self.device)
                 self.dtype_reason += "; its Linear weights are not all exact in fp16"
             self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)

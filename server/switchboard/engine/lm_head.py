@@ -1,4 +1,4 @@
-"""A shortlisted lm_head for fp32 serving on the CPU (`lm_head: auto|shortlist|full`).
+"""A shortlisted lm_head for fp32 and bf16 serving on the CPU (`lm_head: auto|shortlist|full`).
 
 Gemma 3's output layer is a [262144 x 640] matrix: 60 % of a decode step's FLOPs, and at 16 rows the
 largest single cost of the step (fbgemm's fp16 GEMM is compute-bound there). Only the top of each
@@ -16,6 +16,11 @@ logprobs, bias, penalties or grammar); the others, and every row under `full`, g
 `auto` shortlists where it pays: a float32 model on the CPU whose lm_head is held in fp16
 (engine/fp16_weights.py) and tied to the input embedding, a vocabulary of at least 32k tokens, and an
 int8 kernel on this CPU.
+
+A bf16 model (`dtype: bfloat16`, or `auto` on an AMX CPU) is shortlisted the same way: the shortlist is
+scored in fp32 from the bf16 table's values and rounded to bf16 once, as the full bf16 product (fp32
+accumulation, one rounding) does. On an AMX CPU the full bf16 product hardly grows with the rows, so
+there a call with more than `AMX_MAX_ROWS` shortlisted rows takes the full product for every row.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hardware import cpu_info
 from .base import SamplingParams
 from .fp16_weights import FP16Linear, release_freed_memory
 from .quant import Int8Linear, kernel_input_bits
@@ -33,6 +39,10 @@ from .quant import Int8Linear, kernel_input_bits
 HeadMode = Literal["auto", "shortlist", "full"]
 KEEP = 64  # rows of the shortlist: exact logits for each row's 64 best int8 guesses
 CHUNK = 64  # top_indices: the vocabulary in runs of 64 logits, the best runs first
+# bf16 on an AMX CPU: oneDNN's full bf16 product takes about as long for 32 rows as for one (31-38 ms on
+# Gemma 3 270M's lm_head) while the shortlist grows with the rows (9/13/24/57 ms at 1/4/16/32): beyond 16
+# rows a step, the full product is the faster one (docs/engine.md)
+AMX_MAX_ROWS = 16
 MIN_VOCAB = 32768  # below it the full product is cheap and the shortlist saves nothing
 
 
@@ -40,16 +50,29 @@ class ShortlistHead(nn.Module):
     """logits [rows, vocab] of `hidden` [rows, hidden]: int8 over the vocabulary, exact on each row's top `keep`;
     the rows that `shortlisted` leaves out (a bool per row) get the `full` head's product instead."""
 
-    def __init__(self, weight: torch.Tensor, full: nn.Module, keep: int = KEEP, bits: int | None = None) -> None:
+    def __init__(  # fmt: skip
+        self,
+        weight: torch.Tensor,
+        full: nn.Module,
+        keep: int = KEEP,
+        bits: int | None = None,
+        max_rows: int | None = None,
+    ) -> None:
         super().__init__()
-        self.weight = weight  # [vocab, hidden] fp32, shared with the input embedding (no copy)
+        self.weight = weight  # [vocab, hidden] fp32 or bf16, shared with the input embedding (no copy)
         self.full = full  # the model's own lm_head
         self.keep = min(keep, weight.shape[0])
+        self.max_rows = max_rows  # more shortlisted rows than this in one call: the full product for all
         linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")  # no table allocated
         linear.weight = nn.Parameter(weight, requires_grad=False)
         self.int8 = Int8Linear(linear, passes=1, bits=bits)
 
     def forward(self, hidden: torch.Tensor, shortlisted: torch.Tensor | None = None) -> torch.Tensor:
+        if self.max_rows is not None:
+            count = hidden.numel() // hidden.shape[-1] if shortlisted is None else int(shortlisted.sum())
+            if count > self.max_rows:
+                whole: torch.Tensor = self.full(hidden)
+                return whole
         if shortlisted is not None and not bool(shortlisted.all()):
             if not bool(shortlisted.any()):
                 full: torch.Tensor = self.full(hidden)
@@ -93,9 +116,14 @@ def shortlist_head(model: Any, mode: HeadMode, tied: torch.Tensor | None) -> tup
     head = model.get_output_embeddings()
     vocab = getattr(head, "out_features", 0)
     why_not = None
-    if tied is None or tied.dtype != torch.float32 or tied.shape != (vocab, getattr(head, "in_features", -1)):
-        why_not = "its weights are not an fp32 table tied to the input embedding"
-    elif mode == "auto" and not isinstance(head, FP16Linear):
+    if (
+        tied is None
+        or tied.dtype not in (torch.float32, torch.bfloat16)
+        or tied.device.type != "cpu"
+        or tied.shape != (vocab, getattr(head, "in_features", -1))
+    ):
+        why_not = "its weights are not an fp32 or bf16 table on the CPU tied to the input embedding"
+    elif mode == "auto" and tied.dtype == torch.float32 and not isinstance(head, FP16Linear):
         why_not = "it is not held in fp16 with fp32 compute (--weights, float32 on the CPU)"
     elif mode == "auto" and vocab < MIN_VOCAB:
         why_not = f"a vocabulary of {vocab} is small enough for the full product"
@@ -106,9 +134,11 @@ def shortlist_head(model: Any, mode: HeadMode, tied: torch.Tensor | None) -> tup
             raise ValueError(f"--lm-head shortlist cannot apply to this model: {why_not}")
         return None, f"lm_head: full product ({why_not})"
     assert tied is not None
-    shortlist = ShortlistHead(tied, head, bits=bits)
+    amx = tied.dtype == torch.bfloat16 and cpu_info().native_bf16 and "amx_bf16" in cpu_info().flags
+    shortlist = ShortlistHead(tied, head, bits=bits, max_rows=AMX_MAX_ROWS if amx else None)
     release_freed_memory()  # the int8 table's staging copies (~0.2 GB on Gemma 3 270M)
-    return shortlist, f"lm_head: int8 over {vocab} tokens, the best {KEEP} per row exact"
+    why = f"lm_head: int8 over {vocab} tokens, the best {KEEP} per row exact"
+    return shortlist, why + (f"; over {AMX_MAX_ROWS} rows a step the full bf16 product (AMX)" if amx else "")
 
 
 def shortlist_decides(params: SamplingParams) -> bool:

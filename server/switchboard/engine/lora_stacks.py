@@ -373,11 +373,15 @@ class LoraStacks:
                 cache=cache,
                 use_cache=True,
             )
+            hidden = out.last_hidden_state[:, -1, :].contiguous()
+            lm_head, head = causal_lm.lm_head, self.head
+            # an adapter with LoRA on the lm_head: PEFT's product, each row with its own adapter's (or none)
+            if head is None or getattr(lm_head, "lora_A", None):
+                logits: torch.Tensor = lm_head(hidden)
+            else:
+                logits = head(hidden, shortlisted)
         finally:
             self._rows = None
-        hidden = out.last_hidden_state[:, -1, :].contiguous()
-        head = self.head
-        logits: torch.Tensor = causal_lm.lm_head(hidden) if head is None else head(hidden, shortlisted)
         if self._softcap:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits
