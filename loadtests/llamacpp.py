@@ -2,9 +2,9 @@
 model's own GGUF with the adapters converted to GGUF LoRA by llama.cpp's converter.
 
 - `build`: `pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36` (its sdist vendors llama.cpp),
-  extract it under ~/.cache/switchboard/llamacpp, `cmake` (Release, native CPU flags, no curl/OpenSSL, no tests or
-  examples) and `cmake --build build --target llama-server` (about 8 minutes on 2 cores). A binary already there is
-  reused, so the build runs once per machine.
+  extract it under ~/.cache/switchboard/llamacpp, `cmake` (Release, native CPU flags but no AMX code, no curl/OpenSSL,
+  no tests or examples) and `cmake --build build-noamx --target llama-server` (about 8 minutes on 2 cores). A
+  binary already there is reused, so the build runs once per machine.
 - `model_gguf`: the GGUF the embedded model is converted from (Gemma 3 270M Q4_K_M), which llama-server serves as is.
 - `lora_ggufs`: each PEFT adapter through `convert_lora_to_gguf.py` of the same source tree (f32, so the adapters
   lose nothing), with the base model's HF dir for its config; cached by the adapter's content.
@@ -37,8 +37,14 @@ import httpx
 VERSION = "0.3.36"  # llama-cpp-python, whose sdist pins the llama.cpp source in vendor/llama.cpp
 PACKAGE = f"llama_cpp_python-{VERSION}"
 CACHE = Path(os.environ.get("SWITCHBOARD_CACHE_DIR", Path.home() / ".cache" / "switchboard")).expanduser() / "llamacpp"
+# No AMX code: this llama.cpp asks the kernel for AMX tile state on its main thread only, and its worker threads
+# die on their first tile instruction (SIGILL at `tilezero` in ggml's AMX q8_0 kernel, seen on a 2-core AMX Xeon;
+# llama.cpp PR #26954, open). -mno-amx-* wins over -march=native whatever the order; elsewhere it changes nothing.
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_NATIVE=ON",
-               "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF")  # fmt: skip
+               "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", f"-DCMAKE_C_FLAGS={NO_AMX}",
+               f"-DCMAKE_CXX_FLAGS={NO_AMX}")  # fmt: skip
+BUILD_DIR = "build-noamx"  # not "build": a binary built before the AMX flags would be reused
 LORA_OUTTYPE = "f32"
 # The GGUF carries no chat template (llama-server would fall back to ChatML); llama.cpp's built-in `gemma` one
 # renders a user turn like Switchboard's template, so both servers see the same prompt tokens.
@@ -52,13 +58,13 @@ def source_dir(cache: Path = CACHE) -> Path:
 
 
 def binary(cache: Path = CACHE) -> Path:
-    return source_dir(cache) / "build" / "bin" / "llama-server"
+    return source_dir(cache) / BUILD_DIR / "bin" / "llama-server"
 
 
 def build_commands(src: Path, jobs: int) -> list[list[str]]:
     """The two cmake steps, run in `src`."""
-    return [["cmake", "-B", "build", *CMAKE_FLAGS], ["cmake", "--build", "build", "--target", "llama-server",
-                                                     f"-j{jobs}"]]  # fmt: skip
+    return [["cmake", "-B", BUILD_DIR, *CMAKE_FLAGS], ["cmake", "--build", BUILD_DIR, "--target", "llama-server",
+                                                       f"-j{jobs}"]]  # fmt: skip
 
 
 def download_command(python: str, dest: Path) -> list[str]:

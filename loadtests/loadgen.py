@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     all_scenarios = scenarios(args)
     targets = plan(args, all_scenarios)
     traces = {key: make_trace(s.spec) for key, s in all_scenarios.items()}
-    load_before, runs, commands = os.getloadavg(), [], {}
+    load_before, runs, commands, died = os.getloadavg(), [], {}, []
     if load_before[0] > 0.5 * (os.cpu_count() or 1):  # two OpenMP threads per server crawl beside other CPU work
         notes.append(f"load average {load_before[0]:.1f} at the start: other work shares the cores, figures are noisy")
     for note in notes:
@@ -363,8 +363,13 @@ def main(argv: list[str] | None = None) -> int:
                 {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if "vllm" in target else {}
             )
             log = tmp / f"{target}.log"
-            with harness.server(cmd, log, env) as proc:
-                runs += asyncio.run(drive_target(target, args, keys, traces, all_scenarios, port, proc, log))
+            try:
+                with harness.server(cmd, log, env) as proc:
+                    runs += asyncio.run(drive_target(target, args, keys, traces, all_scenarios, port, proc, log))
+            except RuntimeError as exc:  # died or never ready: the other targets' runs still count, and say so
+                notes.append(f"{target} failed, no figures: {str(exc).splitlines()[0]}")
+                died.append(target)
+                print(f"{target} failed; going on without it:\n{exc}", file=sys.stderr)
         lora = json.loads((next(iter(dirs.values())) / "adapter_config.json").read_text()) if dirs else {}
     summary = report.summarize(runs)
     config = json.loads((vllm_model_dir(args.model) / "config.json").read_text())
@@ -405,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     invalid = report.invalid_documents(runs)
     for key, text in invalid[:5]:
         print(f"{key}: invalid document: {text[:200]!r}", file=sys.stderr)
-    return harness.exit_code(summary, prefix="") or (1 if invalid else 0)
+    return harness.exit_code(summary, prefix="") or (1 if invalid or died else 0)
 
 
 if __name__ == "__main__":
