@@ -137,8 +137,9 @@ class Settings(BaseSettings):
         default="auto",
         description="hf engine: how serving scores the vocabulary. shortlist = an int8 pass over every token, then "
         "each row's 64 best scored again exactly in fp32 (greedy tokens and top logprobs as full; about half the "
-        "lm_head's time), full = the exact product for every token; auto = shortlist for a float32 model on the "
-        "CPU with fp16-held weights, a tied lm_head and a vocabulary of 32k+ (docs/engine.md).",
+        "lm_head's time), full = the exact product for every token; auto = shortlist for a tied lm_head with a "
+        "vocabulary of 32k+ on the CPU, float32 with fp16-held weights or bfloat16 (on an AMX CPU up to 16 rows a "
+        "step; docs/engine.md).",
     )
     adapters: dict[str, Path] = Field(
         default_factory=dict, description="Static adapters, NAME -> PEFT dir (CLI: --adapter NAME=DIR)."
