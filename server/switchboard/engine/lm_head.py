@@ -134,7 +134,8 @@ def shortlist_head(model: Any, mode: HeadMode, tied: torch.Tensor | None) -> tup
             raise ValueError(f"--lm-head shortlist cannot apply to this model: {why_not}")
         return None, f"lm_head: full product ({why_not})"
     assert tied is not None
-    amx = tied.dtype == torch.bfloat16 and cpu_info().native_bf16 and "amx_bf16" in cpu_info().flags
+    cpu = cpu_info()
+    amx = tied.dtype == torch.bfloat16 and cpu.native_bf16 and "amx_bf16" in cpu.flags
     shortlist = ShortlistHead(tied, head, bits=bits, max_rows=AMX_MAX_ROWS if amx else None)
     release_freed_memory()  # the int8 table's staging copies (~0.2 GB on Gemma 3 270M)
     why = f"lm_head: int8 over {vocab} tokens, the best {KEEP} per row exact"
