@@ -244,3 +244,25 @@ async def test_removing_every_adapter_then_adding_one_keeps_serving(
         assert again[0] == alpha and again[2] == "length"
     finally:
         await eng.shutdown()
+
+
+async def test_a_stopped_engine_takes_adapters_before_it_starts_again(
+    tiny_model_dir: Path, tiny_adapters: dict[str, Path]
+):
+    eng = HFEngine(tiny_model_dir, model_id="tiny", dtype="float32", max_model_len=256, max_batch_size=8, max_queue=16)
+    eng.load_model()
+    eng.add_adapter_sync("alpha", tiny_adapters["alpha"])
+    await eng.start()
+    try:
+        with pytest.raises(RuntimeError, match="engine is running"):
+            eng.add_adapter_sync("beta", tiny_adapters["beta"])
+        alpha = (await run(eng, "a", PROMPTS[0], "alpha", greedy(6)))[0]
+    finally:
+        await eng.shutdown()
+    eng.add_adapter_sync("beta", tiny_adapters["beta"])  # stopped: allowed, as before the first start
+    await eng.start()
+    try:
+        assert (await run(eng, "b", PROMPTS[0], "alpha", greedy(6)))[0] == alpha
+        assert (await run(eng, "c", PROMPTS[0], "beta", greedy(6)))[2] == "length"
+    finally:
+        await eng.shutdown()

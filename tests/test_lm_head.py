@@ -157,8 +157,7 @@ def _greedy(eng: HFEngine, prompts: list[list[int]], adapter: str | None | list[
         try:
             return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
         finally:
-            await eng.shutdown()
-            eng._thread = None  # stopped: adapters can be added before the next start
+            await eng.shutdown()  # stopped: adapters can be added before the next start
 
     return asyncio.run(run())
 

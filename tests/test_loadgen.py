@@ -326,3 +326,30 @@ def test_the_naive_server_answers_like_transformers(
     assert len(set(texts.values())) == len(texts)  # the adapters change the output
     with pytest.raises(openai.NotFoundError):
         naive.chat.completions.create(model="nope", messages=MSG, max_tokens=2)
+
+
+def test_a_target_that_dies_is_noted_and_the_other_targets_runs_are_kept(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import loadgen
+
+    real = loadgen.server_command
+
+    def command(target: str, *args: object) -> list[str]:
+        if target == "llamacpp":  # a server that exits at start, as llama-server did with SIGILL on an AMX Xeon
+            return [sys.executable, "-c", "import sys; sys.exit('crashed at start')"]
+        return real(target, *args)
+
+    monkeypatch.setattr(loadgen, "server_command", command)
+    monkeypatch.setenv("SWITCHBOARD_CACHE_DIR", str(CACHE_DIR))
+    monkeypatch.setenv("SWITCHBOARD_MAX_MODEL_LEN", "256")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    argv = ["--quick", "--model", str(tiny_model_dir), "--dtype", "float32", "--targets", "llamacpp,switchboard"]
+    code = loadgen.main([*argv, "--scenarios", "serial-base", "--out-dir", str(tmp_path), "--no-plots"])
+    assert code == 1  # a target failed: not a clean run
+    [result_file] = tmp_path.glob("loadgen-quick-*.json")
+    result = json.loads(result_file.read_text())
+    assert set(result["summary"]) == {"switchboard/serial-base"}  # the run after the dead target still counted
+    assert result["summary"]["switchboard/serial-base"]["ok"] == 2
+    [note] = [n for n in result["setting"]["notes"] if n.startswith("llamacpp failed, no figures")]
+    assert note in next(tmp_path.glob("loadgen-quick-*.md")).read_text()

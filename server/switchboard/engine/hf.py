@@ -155,6 +155,8 @@ class HFEngine(AdapterMethods):
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
+            if not self._thread.is_alive():  # stopped: adapters can be added again before the next start()
+                self._thread = None
 
     async def _call_in_engine(self, fn: Callable[[], Any]) -> Any:
         if self._thread is None or not self._thread.is_alive():

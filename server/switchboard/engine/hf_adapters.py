@@ -47,7 +47,7 @@ class AdapterMethods:
 
     def add_adapter_sync(self, key: str, path: Path) -> None:
         """Load an adapter before the engine thread starts (static adapters at start-up)."""
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("engine is running; use add_adapter")
         self._load_adapter(key, Path(path), self._prepare(key, Path(path)))
 
