@@ -11,7 +11,7 @@ import pytest
 import torch
 from switchboard.engine.base import SamplingParams
 from switchboard.engine.hf import HFEngine
-from switchboard.engine.sampling import RowSampler, adjust_logits, filter_probs, sample
+from switchboard.engine.sampling import RowSampler, adjust_logits, filter_probs, greedy, sample
 
 from .conftest import Server
 from .test_engine import PROMPTS, run
@@ -112,6 +112,23 @@ def test_greedy_rows_see_bias_and_penalties():
     samplers[2].penalty_state(4, torch.device("cpu"))
     samplers[2].record(1)
     assert sample(logits, samplers) == [1, 3, 2]
+
+
+def test_greedy_is_argmax_ties_nan_and_inf_included():
+    torch.manual_seed(3)
+    logits = torch.randn(9, 64 * 40)
+    logits[1, 5] = logits[1, 700] = logits[1, 2000] = 50.0  # ties in three runs: the first index
+    logits[2, 63] = logits[2, 64] = 50.0  # a tie across a run boundary
+    logits[3, 130] = float("nan")  # NaN is the max for argmax, as for amax
+    logits[3, 1500] = float("nan")
+    logits[4] = -float("inf")  # every value -inf: index 0
+    logits[5, -1] = float("inf")
+    logits[6, :] = 1.0  # all equal
+    logits[7, 64 * 39 :] = 99.0  # the last run holds the max
+    assert torch.equal(greedy(logits), logits.argmax(dim=-1))
+    assert greedy(logits).tolist()[1:8] == [5, 63, 130, 0, 64 * 40 - 1, 0, 64 * 39]
+    odd = torch.randn(3, 1000)  # not a multiple of the run: argmax itself
+    assert torch.equal(greedy(odd), odd.argmax(dim=-1))
 
 
 def test_seeded_row_draws_the_same_alone_or_with_others():

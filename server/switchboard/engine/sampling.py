@@ -74,12 +74,29 @@ def sample(logits: torch.Tensor, samplers: list[RowSampler]) -> list[int]:
     """Pick one token per row of `logits` [rows, vocab] (modified in place when already fp32)."""
     logits = adjust_logits(logits.float(), samplers)  # argmax over bf16 is ~5x slower on CPU than over fp32
     device = logits.device
-    tokens = logits.argmax(dim=-1)
+    tokens = greedy(logits)
     drawn = [i for i, s in enumerate(samplers) if not s.greedy]
     if drawn:
         idx = torch.tensor(drawn, dtype=torch.long).to(device, non_blocking=True)
         tokens[idx] = _draw(logits.index_select(0, idx), [samplers[i] for i in drawn])
     return tokens.tolist()
+
+
+GREEDY_RUN = 64  # greedy(): the vocabulary in runs of this many logits
+
+
+def greedy(logits: torch.Tensor, run: int = GREEDY_RUN) -> torch.Tensor:
+    """`logits.argmax(dim=-1)` for fp32 [rows, vocab], the same index (the first of equal maxima, NaN first), 5-8x
+    faster on a 262k vocabulary on the CPU: torch's argmax tracks an index per value, `amax` is vectorised. Each
+    run of `run` values is reduced to its max, argmax picks the first run holding the row's max, then the first
+    index of that max inside the run."""
+    rows, n = logits.shape
+    if n % run or n < 4 * run or logits.device.type != "cpu" or not logits.is_contiguous():
+        return logits.argmax(dim=-1)
+    runs = logits.view(rows, n // run, run)
+    first = runs.amax(dim=-1).argmax(dim=-1)  # [rows]: the first run holding the max (NaN propagates as the max)
+    inside = runs[torch.arange(rows, device=logits.device), first].argmax(dim=-1)
+    return first * run + inside
 
 
 def adjust_logits(logits: torch.Tensor, samplers: list[RowSampler]) -> torch.Tensor:
