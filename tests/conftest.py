@@ -41,6 +41,26 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """`figures(text)`: text for the run's summary, printed even when the test passes and even from a pytest-xdist
+    worker (whose own output the run does not show): CI's log keeps what a test measured."""
+    return lambda text: request.node.user_properties.append(("figures", text))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    texts = [
+        value
+        for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+        for key, value in getattr(report, "user_properties", ())
+        if key == "figures"
+    ]
+    if texts:
+        terminalreporter.section("figures")
+        for text in texts:
+            terminalreporter.write_line(text)
+
+
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The embedded default model, converted once (cached across runs)."""

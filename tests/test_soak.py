@@ -43,23 +43,19 @@ def test_plateau_reads_medians_after_warm_up_and_the_slope():
     assert soak.plateau(climbing, 100.0, 0.2)[2] > 50
 
 
-def test_32_streams_for_a_minute_fail_nothing_and_memory_levels_off(server, capsys: pytest.CaptureFixture[str]):
+def test_32_streams_for_a_minute_fail_nothing_and_memory_levels_off(server, figures):
     # 15 s first, unmeasured: on the tiny model (~830 MiB) one ~32 MiB step of the allocator's pools is 4 %
     assert run(driven(server, soak.soak, 0.25, 32, 16, 1.0)).failed == 0
     result = run(driven(server, soak.soak, 1.0, 32, 16, 1.0))
-    with capsys.disabled():  # the figures reach CI's log even when the test passes
-        print("\n" + soak.table("tiny", result, None))
+    figures(soak.table("tiny", result, None))  # into CI's log even when the test passes
     assert result.failed == 0, result.errors
     assert result.requests >= 32
     assert result.growth_pct < 5.0, result.rss
 
 
-def test_1000_register_remove_cycles_grow_memory_less_than_20_mib(
-    server, root: Path, capsys: pytest.CaptureFixture[str]
-):
+def test_1000_register_remove_cycles_grow_memory_less_than_20_mib(server, root: Path, figures):
     result = run(driven(server, soak.churn, 1000, root / "alpha", ADMIN_KEY))
-    with capsys.disabled():
-        print("\n" + soak.table("tiny", None, result))
+    figures(soak.table("tiny", None, result))
     assert result.failed == 0, result.errors
     assert result.growth_mib < 20.0, result.rss
     listed = httpx.get(f"{server.url}/admin/adapters", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()

@@ -74,8 +74,10 @@ def sample(logits: torch.Tensor, samplers: list[RowSampler]) -> list[int]:
     """Pick one token per row of `logits` [rows, vocab] (modified in place when already fp32)."""
     logits = adjust_logits(logits.float(), samplers)  # argmax over bf16 is ~5x slower on CPU than over fp32
     device = logits.device
-    tokens = greedy(logits)
     drawn = [i for i, s in enumerate(samplers) if not s.greedy]
+    if len(drawn) == len(samplers):  # no greedy row: the argmax pass would be thrown away
+        return _draw(logits, samplers).tolist()
+    tokens = greedy(logits)
     if drawn:
         idx = torch.tensor(drawn, dtype=torch.long).to(device, non_blocking=True)
         tokens[idx] = _draw(logits.index_select(0, idx), [samplers[i] for i in drawn])
