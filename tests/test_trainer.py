@@ -102,6 +102,7 @@ def test_training_drives_eval_loss_down_and_writes_a_servable_adapter(tmp_path: 
     assert manifest["config"]["lora_rank"] == 4 and manifest["versions"]["peft"]
     assert list((out / "runs").iterdir()), "TensorBoard event files"
     assert all((c / ".complete").is_file() for c in (out / "checkpoints").glob("checkpoint-*"))
+    assert not list((out / "checkpoints").glob("*/tokenizer*")), "the base model's tokenizer is not copied into each"
 
 
 def test_resume_after_kill_gives_the_same_weights(tmp_path: Path, tiny_model_dir: Path):
