@@ -53,23 +53,38 @@ def test_auto_serves_bf16_only_where_it_is_native():
 
 
 @pytest.mark.parametrize(
-    ("flags", "native", "fp16_weights", "want"),
+    ("flags", "native", "fp16_weights", "speedup", "want"),
     [
-        (("avx2",), False, True, torch.float32),  # AVX2 only: fp32 (with fp16-held weights in the hf engine)
-        (("avx2", "avx512f", "avx512_bf16"), True, True, torch.float32),  # fp16-held weights beat native bf16
-        (("avx2", "avx512f", "avx512_bf16"), True, False, torch.bfloat16),  # vllm, --weights dtype, no fbgemm
-        (("avx2", "avx512f", "avx512_bf16", "amx_bf16"), True, True, torch.bfloat16),  # AMX: not measured, bf16
+        (("avx2",), False, True, 0.1, torch.float32),  # AVX2 only: fp32 (with fp16-held weights in the hf engine)
+        (("avx2", "avx512f", "avx512_bf16"), True, True, 0.54, torch.float32),  # the Xeon: fp16-held weights win
+        (("avx2", "avx512f", "avx512_bf16"), True, True, 2.4, torch.bfloat16),  # the EPYC: bf16 matmuls 2.4x fp32
+        (("avx2", "avx512f", "avx512_bf16"), True, False, 0.54, torch.bfloat16),  # vllm, --weights dtype, no fbgemm
+        (("avx2", "avx512f", "avx512_bf16", "amx_bf16"), True, True, 0.54, torch.bfloat16),  # AMX: bf16
     ],
 )
-def test_auto_takes_fp16_held_weights_over_native_bf16_without_amx(monkeypatch, flags, native, fp16_weights, want):
+def test_auto_takes_fp16_held_weights_over_native_bf16_unless_bf16_measures_faster(
+    monkeypatch, flags, native, fp16_weights, speedup, want
+):
     from switchboard import hardware
 
     cpu = hardware.CpuInfo(model="a CPU", flags=flags, kernel="AVX512", native_bf16=native, int8_input_bits=8)
     monkeypatch.setattr(hardware, "cpu_info", lambda: cpu)
+    probed: list[bool] = []
+    monkeypatch.setattr(hardware, "bf16_matmul_speedup", lambda: probed.append(True) or (speedup, 100.0, 100 / speedup))
     dtype, reason = serving_dtype("auto", torch.device("cpu"), fp16_weights=fp16_weights)
     assert dtype == want, reason
     assert ("fp16-held weights" in reason) is (want == torch.float32 and native)
+    assert bool(probed) is (native and fp16_weights and "amx_bf16" not in flags)  # measured only where it decides
+    assert ("measured" in reason) is bool(probed)
     assert training_bf16("auto", cuda=False)[0] is native  # training has no fp16-held weights: bf16 where native
+
+
+def test_the_bf16_probe_measures_both_kinds_once():
+    from switchboard import hardware
+
+    ratio, bf16, fp32 = hardware.bf16_matmul_speedup()
+    assert bf16 > 0 and fp32 > 0 and ratio == pytest.approx(bf16 / fp32)
+    assert hardware.bf16_matmul_speedup() == (ratio, bf16, fp32)  # cached: measured once per process
 
 
 def test_auto_falls_back_to_bf16_when_the_weights_are_not_exact_in_fp16(monkeypatch, tmp_path, tiny_model_dir):
@@ -86,6 +101,7 @@ def test_auto_falls_back_to_bf16_when_the_weights_are_not_exact_in_fp16(monkeypa
         pytest.skip("this torch build has no fp16 GEMM (fbgemm): auto never takes fp16-held weights")
     cpu = hardware.CpuInfo(model="a CPU", flags=("avx2", "avx512f", "avx512_bf16"), kernel="AVX512", native_bf16=True)
     monkeypatch.setattr(hardware, "cpu_info", lambda: cpu)
+    monkeypatch.setattr(hardware, "bf16_matmul_speedup", lambda: (0.54, 173.0, 323.0))  # bf16 slower, as on the Xeon
     exact = HFEngine(tiny_model_dir, model_id="tiny", device="cpu")
     exact.load_model()
     assert exact.dtype == torch.float32 and exact.describe()["weights"] == "float16", exact.dtype_reason

@@ -92,13 +92,40 @@ def cpu_info() -> CpuInfo:
     )
 
 
+# auto serves bf16 over fp16-held fp32 on a CPU without AMX only where bf16 matmuls measure this much faster
+BF16_OVER_FP32 = 1.5
+_PROBED = (torch.float32, torch.bfloat16)
+
+
+@functools.cache
+def bf16_matmul_speedup(size: int = 1024, rounds: int = 3) -> tuple[float, float, float]:
+    """(bf16 FLOP/s ÷ fp32 FLOP/s, bf16 GFLOP/s, fp32 GFLOP/s) of a `size`² matmul on this CPU, measured once per
+    process (~0.1 s): the two kinds alternate, the best round of each counts. CPUs with native bf16 differ
+    more than their flags tell: an AVX-512-bf16 Xeon ran bf16 at 0.5x fp32, an AVX-512-bf16 EPYC at 2.4x."""
+    import time
+
+    timings: dict[torch.dtype, float] = {}
+    mats = {kind: (torch.randn(size, size).to(kind), torch.randn(size, size).to(kind)) for kind in _PROBED}
+    for a, b in mats.values():
+        torch.matmul(a, b)  # warm-up: oneDNN builds its kernel on the first call
+    for _ in range(rounds):
+        for kind, (a, b) in mats.items():
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            timings[kind] = min(timings.get(kind, float("inf")), time.perf_counter() - start)
+    flops = 2 * size**3
+    bf16, fp32 = flops / timings[torch.bfloat16] / 1e9, flops / timings[torch.float32] / 1e9
+    return bf16 / fp32, bf16, fp32
+
+
 def serving_dtype(requested: str, device: torch.device, fp16_weights: bool = False) -> tuple[torch.dtype, str]:
     """The dtype to serve in and why: `auto` is bf16 on a GPU that has it and on CPUs with native bf16,
     else fp32 (fp16 on an older GPU). `fp16_weights`: the engine can hold float32 Linear weights in fp16
     (the hf engine's `weights: auto|fp16` with fbgemm's fp16 GEMM, engine/fp16_weights.py); on an
-    AVX-512-bf16 CPU without AMX that is both exact and faster than native bf16, so `auto` takes float32
-    there; with AMX, bf16 is 1.1-2x faster again (oneDNN's AMX matmuls) and stays. Measured on the CPU
-    classes in docs/engine.md."""
+    AVX-512-bf16 CPU without AMX that is exact and, where bf16 matmuls are not much faster than fp32
+    ones (measured here by `bf16_matmul_speedup`, < BF16_OVER_FP32), faster than native bf16, so `auto`
+    takes float32 there; with AMX, bf16 is 1.1-2x faster again (oneDNN's AMX matmuls) and stays. Measured
+    on the CPU classes in docs/engine.md."""
     named = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
     if requested != "auto":
         return named[requested], f"dtype {requested} as configured"
@@ -110,9 +137,11 @@ def serving_dtype(requested: str, device: torch.device, fp16_weights: bool = Fal
         return torch.float32, f"auto: float32 on {device.type}"
     cpu = cpu_info()
     if cpu.native_bf16 and fp16_weights and "amx_bf16" not in cpu.flags:
-        return torch.float32, (
-            f"auto: float32 with fp16-held weights, exact and faster than native bf16 here ({cpu.summary()})"
-        )
+        ratio, bf16, fp32 = bf16_matmul_speedup()
+        measured = f"bf16 matmuls measured {ratio:.2f}x fp32's ({bf16:.0f} vs {fp32:.0f} GFLOP/s)"
+        if ratio < BF16_OVER_FP32:
+            return torch.float32, f"auto: float32 with fp16-held weights, exact, as {measured} ({cpu.summary()})"
+        return torch.bfloat16, f"auto: bfloat16, as {measured} ({cpu.summary()})"
     if cpu.native_bf16:
         return torch.bfloat16, f"auto: bfloat16 on a CPU with native bf16 ({cpu.summary()})"
     return torch.float32, f"auto: float32, as this CPU has no native bf16 ({cpu.summary()})"
