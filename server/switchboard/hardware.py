@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,6 @@ def cpu_info() -> CpuInfo:
 
 # auto serves bf16 over fp16-held fp32 on a CPU without AMX only where bf16 matmuls measure this much faster
 BF16_OVER_FP32 = 1.5
-_PROBED = (torch.float32, torch.bfloat16)
 
 
 @functools.cache
@@ -102,10 +102,11 @@ def bf16_matmul_speedup(size: int = 1024, rounds: int = 3) -> tuple[float, float
     """(bf16 FLOP/s ÷ fp32 FLOP/s, bf16 GFLOP/s, fp32 GFLOP/s) of a `size`² matmul on this CPU, measured once per
     process (~0.1 s): the two kinds alternate, the best round of each counts. CPUs with native bf16 differ
     more than their flags tell: an AVX-512-bf16 Xeon ran bf16 at 0.5x fp32, an AVX-512-bf16 EPYC at 2.4x."""
-    import time
-
     timings: dict[torch.dtype, float] = {}
-    mats = {kind: (torch.randn(size, size).to(kind), torch.randn(size, size).to(kind)) for kind in _PROBED}
+    mats = {
+        kind: (torch.randn(size, size).to(kind), torch.randn(size, size).to(kind))
+        for kind in (torch.float32, torch.bfloat16)
+    }
     for a, b in mats.values():
         torch.matmul(a, b)  # warm-up: oneDNN builds its kernel on the first call
     for _ in range(rounds):

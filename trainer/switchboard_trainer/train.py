@@ -126,17 +126,6 @@ def lora_model(config: TrainConfig, model_dir: Path, base_info: Any) -> Any:
         raise TrainError(f"target_modules {config.target_modules} do not fit {config.base_model}: {exc}") from exc
 
 
-class Collate:
-    """A collator that hides its tokenizer from the Trainer, which would otherwise save it into every checkpoint
-    (Gemma's tokenizer.json is 33 MB; resuming and serving read the base model's)."""
-
-    def __init__(self, collate: Any) -> None:
-        self._collate = collate
-
-    def __call__(self, features: list[dict[str, Any]]) -> Any:
-        return self._collate(features)
-
-
 def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
     """Train; return the output dir holding the adapter."""
     from switchboard.hardware import cpu_info, training_bf16
@@ -219,7 +208,9 @@ def train(config: TrainConfig, *, cache_dir: Path | None = None) -> Path:
         args=args,
         train_dataset=_features(data.train),
         eval_dataset=_features(data.eval) if has_eval else None,
-        data_collator=Collate(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)),
+        # the bound method, not the collator: the Trainer saves a collator's `tokenizer` into every checkpoint (Gemma's
+        # tokenizer.json is 33 MB; resuming and serving read the base model's)
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100).__call__,
         callbacks=callbacks,
     )
     samples.trainer = trainer
