@@ -41,7 +41,7 @@ test: setup
 # to AVX2, as on an AVX2-only CPU, whatever this CPU has (tests/test_hardware.py checks the hold took).
 AVX2_ONLY := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2
 test-avx2: setup
-	$(AVX2_ONLY) $(PY) -m pytest tests/test_hardware.py tests/test_quantize.py \
+	$(AVX2_ONLY) $(PY) -m pytest tests/test_hardware.py tests/test_quantize.py tests/test_bf16_packed.py \
 		tests/test_trainer.py::test_bf16_auto_autocasts_only_where_bf16_is_native_and_says_so $(ARGS)
 
 # The end-to-end suite against --engine vllm (tests marked vllm), in its own venv (~3 min to set up).

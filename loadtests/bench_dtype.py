@@ -33,7 +33,8 @@ from harness import REPO
 SCENARIOS = ("pre-sales", "after-sales", "marketing")
 ROW_ADAPTERS = (None, *SCENARIOS)  # speed runs: request i uses ROW_ADAPTERS[i % 4]
 KINDS: dict[str, dict[str, str]] = {
-    "bf16": {"dtype": "bfloat16"},
+    "bf16": {"dtype": "bfloat16"},  # Linear weights packed for oneDNN where bf16 is native (engine/bf16_packed.py)
+    "bf16-plain": {"dtype": "bfloat16", "weights": "dtype"},  # plain bf16 weights, reordered by oneDNN on every call
     "fp32": {"dtype": "float32", "weights": "dtype"},  # every weight in fp32, torch's own GEMM: the exact reference
     "fp16w": {"dtype": "float32", "weights": "auto"},  # fp32 compute, fp16-exact weights held in fp16 (auto's pick)
     "fp16w-full": {"dtype": "float32", "weights": "auto", "lm_head": "full"},  # the same, no shortlisted lm_head

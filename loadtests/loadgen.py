@@ -21,12 +21,14 @@ clipped for a CPU, ignore_eos) and replays them with streaming chat requests fro
 - switchboard-fp32: Switchboard with `--weights dtype`: Linear weights as --dtype says (fp32), torch's own GEMM,
   where `switchboard` holds fp16-exact weights in fp16 (engine/fp16_weights.py): the before/after of #21 in one run;
 - switchboard-full-head: Switchboard with `--lm-head full`: no shortlisted lm_head (engine/lm_head.py);
-- switchboard-bf16: Switchboard with `--dtype bfloat16` (what `auto` served on a native-bf16 CPU before fp16-held
-  weights), its utilisation against the bf16 peak;
+- switchboard-bf16: Switchboard with `--dtype bfloat16` (`auto`'s pick on a native-bf16 CPU where bf16 matmuls
+  measure fast), its utilisation against the bf16 peak; its Linear weights packed once for oneDNN where bf16 is native
+  (engine/bf16_packed.py);
+- switchboard-bf16-plain: the same with `--weights dtype`: plain bf16 weights that oneDNN reorders on every call;
 - llamacpp: llama.cpp's `llama-server` (`llamacpp.py`: built once from a pinned source package) on the embedded
   model's own GGUF (Q4_K_M) with the adapters converted to f32 GGUF LoRA, every adapter loaded at scale 0 and picked
   per request by its `lora` field, one slot per client, --threads threads (#21: "why not llama.cpp?").
-vllm, switchboard-vllm, switchboard-fp32, switchboard-full-head, switchboard-bf16 and llamacpp run serial-base,
+vllm, switchboard-vllm, switchboard-fp32, switchboard-full-head, switchboard-bf16(-plain) and llamacpp run serial-base,
 base-C, adapters-1, mixed-3.
 Each run is capped at --max-run-s: requests still running then are cancelled and counted apart, not as failures.
 Reports output tok/s, req/s, TTFT / ITL / latency p50, p95, p99, failures, the server's peak RSS (its process tree,
@@ -89,7 +91,8 @@ FULL = {"adapters": "1,4,16,64", "rates": "0.5,1,1.5,2,2.5", "rate_adapters": 16
         "max_run_s": 300.0, "max_in_flight": 64, "serial_requests": 8}  # fmt: skip
 # the baselines of #21: every Linear weight in fp32 (torch's own GEMM); the full lm_head product for every row; bf16
 VARIANTS = {"switchboard-fp32": ("--weights", "dtype"), "switchboard-full-head": ("--lm-head", "full"),
-            "switchboard-bf16": ("--dtype", "bfloat16")}  # fmt: skip
+            "switchboard-bf16": ("--dtype", "bfloat16"),
+            "switchboard-bf16-plain": ("--dtype", "bfloat16", "--weights", "dtype")}  # fmt: skip
 READY_DEADLINE_S = {"switchboard": 300.0, **dict.fromkeys(VARIANTS, 300.0), "naive": 300.0, "vllm": 600.0,
                     "switchboard-vllm": 600.0, "llamacpp": 300.0}  # fmt: skip
 RSS_EVERY_S = 0.5  # how often the server's resident memory is sampled during a run
@@ -267,8 +270,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--targets", default="switchboard,naive,vllm,switchboard-vllm",
         help="comma-separated: switchboard, switchboard-fp32 (--weights dtype), switchboard-full-head (--lm-head "
-        "full), switchboard-bf16 (--dtype bfloat16), naive, vllm, switchboard-vllm "
-        "(Switchboard's vllm engine), llamacpp "
+        "full), switchboard-bf16 (--dtype bfloat16), switchboard-bf16-plain (bf16, --weights dtype), naive, vllm, "
+        "switchboard-vllm (Switchboard's vllm engine), llamacpp "
         "(llama-server, built on first use: loadtests/llamacpp.py)")  # fmt: skip
     add("--vllm-python", default=os.environ.get("SWITCHBOARD_VLLM_PYTHON"), help="Python with vLLM (vllm target)")
     add("--adapters", help=f"adapter counts of the adapters-N sweep (default {FULL['adapters']})")
@@ -349,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"load average {load_before[0]:.1f} at the start: other work shares the cores, figures are noisy")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    bf16 = ("bfloat16",) if "switchboard-bf16" in args.targets else ()
+    bf16 = ("bfloat16",) if {"switchboard-bf16", "switchboard-bf16-plain"} & set(args.targets) else ()
     peaks = utilisation.measure_peaks(dict.fromkeys(("float32", args.dtype, *bf16)))  # fp32: every target's denominator
     with tempfile.TemporaryDirectory(prefix="switchboard-loadgen-") as tmp_dir:
         tmp = Path(tmp_dir)

@@ -23,6 +23,7 @@ TARGET_TITLES = {
     "switchboard-fp32": "Switchboard --weights dtype (fp32)",
     "switchboard-full-head": "Switchboard --lm-head full",
     "switchboard-bf16": "Switchboard --dtype bfloat16",
+    "switchboard-bf16-plain": "Switchboard --dtype bfloat16 --weights dtype",
     "naive": "naive PEFT",
     "vllm": "vLLM",
     "switchboard-vllm": "Switchboard --engine vllm",
@@ -79,7 +80,8 @@ def add_utilisation(summary: dict[str, dict[str, Any]], runs: list[Run], config:
                     lora: dict[str, Any], peaks: dict[str, dict[str, Any]], dtype: str) -> None:  # fmt: skip
     """Add to each target/scenario the FLOPs per output token (its mean context, the share of its tokens decoded on an
     adapter of `lora`'s rank and targets) and its utilisation of the GEMM peak: in `dtype` for the torch servers (bf16
-    for switchboard-bf16), in fp32 for llama.cpp (Q4_K_M has no torch peak; fp32 is the common denominator)."""
+    for switchboard-bf16 and -bf16-plain), in fp32 for llama.cpp (Q4_K_M has no torch peak; fp32 is the common
+    denominator)."""
     for key, s in summary.items():
         ok = [o for r in runs if f"{r.target}/{r.scenario}" == key for o in r.outcomes if o.status == "ok"]
         tokens = sum(o.completion_tokens for o in ok)
@@ -87,7 +89,9 @@ def add_utilisation(summary: dict[str, dict[str, Any]], runs: list[Run], config:
         context = s["prompt_tokens_mean"] + s["output_tokens_mean"] / 2 if ok else 0.0
         flops = utilisation.flops_per_token(config, context, int(lora.get("r", 0)), lora.get("target_modules") or (),
                                             on_adapter)  # fmt: skip
-        peak = {"llamacpp": "float32", "switchboard-bf16": "bfloat16"}.get(s["target"], dtype)
+        peak = {"llamacpp": "float32", "switchboard-bf16": "bfloat16", "switchboard-bf16-plain": "bfloat16"}.get(
+            s["target"], dtype
+        )
         s["flops_per_token"], s["peak_dtype"] = flops, peak
         s["utilisation"] = utilisation.utilisation(s["tok_s"], flops, peaks[peak]["flops"])
 
@@ -220,6 +224,7 @@ def ratios(summary: dict[str, dict[str, Any]], adapters: list[int], concurrency:
             for variant, flags in (
                 ("switchboard-full-head", "--lm-head full"),
                 ("switchboard-bf16", "--dtype bfloat16"),
+                ("switchboard-bf16-plain", "--dtype bfloat16 --weights dtype"),
             )
             for name in ("serial-base", f"base-{concurrency}", "adapters-1", "mixed-3")
         ),

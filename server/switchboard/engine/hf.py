@@ -26,6 +26,7 @@ from ..errors import EngineFailure
 from ..hardware import serving_dtype
 from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTracer
 from .batch import Batch, Row, Submission, left_padded, length_groups
+from .bf16_packed import hold_packed_bf16
 from .constraints import Grammars, constrain
 from .fp16_weights import WeightsMode, fp16_holds_all, fp16_kernel, hold_fp16
 from .fused_norms import fuse_norms
@@ -113,7 +114,10 @@ class HFEngine(AdapterMethods):
                 model.to(torch.bfloat16)  # `tied` (the same Parameter) is bf16 now too
                 self.dtype, self.dtype_reason = serving_dtype("auto", self.device)
                 self.dtype_reason += "; its Linear weights are not all exact in fp16"
-            self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)
+            if self.dtype == torch.bfloat16:
+                self.weights_held, self.weights_reason = hold_packed_bf16(model, self.weights, self.device)
+            else:
+                self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)
             fuse_norms(model, self.dtype)
         self.model = model
         self.stacks = LoraStacks(model, self.dtype, self.device)
