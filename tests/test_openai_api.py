@@ -286,6 +286,7 @@ def test_health_and_ready(tiny_server: Server):
         "weights_reason": "29 Linear weights held in fp16, fp32 compute",
         "lm_head": "shortlist",  # a 262k vocabulary on fp16-held weights: greedy rows scored int8, then exactly
         "lm_head_reason": "lm_head: int8 over 262144 tokens, the best 64 per row exact",
+        "attention": "sdpa",  # fp32 compute: transformers' SDPA as it is
     }
     metrics = httpx.get(f"{tiny_server.url}/metrics").text
     info = next(line for line in metrics.splitlines() if line.startswith("switchboard_engine_info{"))
@@ -293,6 +294,7 @@ def test_health_and_ready(tiny_server: Server):
         'dtype="float32"' in info
         and 'weights="float16"' in info
         and 'lm_head="shortlist"' in info
+        and 'attention="sdpa"' in info
         and f'cpu_kernel="{cpu_info().kernel}"' in info
     )
     assert f'native_bf16="{str(cpu_info().native_bf16).lower()}"' in info

@@ -202,6 +202,7 @@ class Metrics:
         self.engine_info = Info(
             "switchboard_engine",
             "What computes: engine, device, dtype (auto resolved), quantize, weights (how Linear weights are held), "
+            "lm_head, attention, "
             "and the CPU's model, kernel level, "
             "flags, native bf16 and int8 input bits.",
             registry=r,

@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from ..errors import EngineFailure
 from ..hardware import serving_dtype
+from .attention import use_fp32_decode_attention
 from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTracer
 from .batch import Batch, Row, Submission, left_padded, length_groups
 from .bf16_packed import hold_packed_bf16
@@ -65,6 +66,7 @@ class HFEngine(AdapterMethods):
         self.quantize = quantize
         self.weights = weights  # how Linear weights are held (engine/fp16_weights.py)
         self.lm_head, self.lm_head_held, self.lm_head_reason = lm_head, "", ""  # the serving head (engine/lm_head.py)
+        self.attention = "sdpa"  # transformers' SDPA; fp32 at decode for bf16 on the CPU (engine/attention.py)
         # int8 runs on the CPU, the rest of the model in fp32 unless told otherwise (engine/quant.py)
         int8 = quantize == "int8"
         self.weights_held, self.weights_reason = ("int8", "int8 base") if int8 else ("", "")
@@ -119,6 +121,10 @@ class HFEngine(AdapterMethods):
             else:
                 self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)
             fuse_norms(model, self.dtype)
+        if use_fp32_decode_attention(model, self.dtype, self.device):
+            self.attention = (
+                "sdpa, fp32 at decode"  # torch's bf16 CPU kernel is the slower one there (engine/attention.py)
+            )
         self.model = model
         self.stacks = LoraStacks(model, self.dtype, self.device)
         self.stacks.head, self.lm_head_reason = shortlist_head(model, self.lm_head, None if int8 else tied)
@@ -130,7 +136,8 @@ class HFEngine(AdapterMethods):
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.stop_ids = frozenset(i for i in eos_ids if i is not None)
         self.grammars = Grammars(self.tokenizer, model.config.get_text_config().vocab_size)
-        took, why = time.perf_counter() - started, f"{self.dtype_reason}; {self.weights_reason}; {self.lm_head_reason}"
+        took = time.perf_counter() - started
+        why = f"{self.dtype_reason}; {self.weights_reason}; {self.lm_head_reason}; attention {self.attention}"
         logger.info("loaded base model %s (%s, %s) in %.1fs; %s", self.model_id, self.dtype, self.device, took, why)
 
     def describe(self) -> dict[str, str]:
@@ -144,6 +151,7 @@ class HFEngine(AdapterMethods):
             "weights_reason": self.weights_reason,
             "lm_head": self.lm_head_held,
             "lm_head_reason": self.lm_head_reason,
+            "attention": self.attention,
         }
 
     async def start(self) -> None:
