@@ -68,6 +68,9 @@ def build_engines(args: argparse.Namespace) -> dict[str, Any]:
         engine.load_s, engine.rss_mib = time.perf_counter() - started, rss_mib() - rss
         print(f"loaded {name} in {engine.load_s:.1f}s, RSS +{engine.rss_mib:.0f} MiB", file=sys.stderr)
         engines[name] = engine
+    from switchboard.openmp import release_pool
+
+    release_pool()  # loading ran here: give this thread's OpenMP team back, as the server does (openmp.py)
     return engines
 
 

@@ -27,6 +27,7 @@ from .engine.residency import Residency
 from .experiments import ExperimentStats
 from .hardware import cpu_info
 from .metrics import Metrics
+from .openmp import release_pool, to_thread_releasing
 from .registry import Registry
 from .registry.store import Store, open_store
 from .routing import Router
@@ -137,10 +138,12 @@ def create_app(settings: Settings, engine: Engine | None = None, span_exporter: 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         adapters = static_adapters(settings)
-        logger.info("cpu: %s", (await asyncio.to_thread(cpu_info)).summary())
-        eng = engine if engine is not None else await asyncio.to_thread(build_engine, settings)
+        # torch work off the engine thread gives its OpenMP team back, the main thread's too (openmp.py)
+        release_pool()
+        logger.info("cpu: %s", (await to_thread_releasing(cpu_info)).summary())
+        eng = engine if engine is not None else await to_thread_releasing(build_engine, settings)
         if eng.model is None:
-            await asyncio.to_thread(eng.load_model)
+            await to_thread_releasing(eng.load_model)
         services = await build_services(settings, eng)
         services.tracing = tracing
         if tracing is not None:

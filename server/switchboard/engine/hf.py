@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from ..errors import EngineFailure
 from ..hardware import serving_dtype
+from ..openmp import to_thread_releasing
 from .attention import use_fp32_decode_attention
 from .base import GenerationOutput, GenerationRequest, SchedulerState, StepTracer
 from .batch import Batch, Row, Submission, left_padded, length_groups
@@ -159,7 +160,7 @@ class HFEngine(AdapterMethods):
             return
         self._stop.clear()
         if self.model is None:
-            await asyncio.to_thread(self.load_model)
+            await to_thread_releasing(self.load_model)  # only the engine thread keeps an OpenMP team (openmp.py)
         self._thread = threading.Thread(target=self._loop, name="switchboard-hf-engine", daemon=True)
         self._thread.start()
 
@@ -172,7 +173,7 @@ class HFEngine(AdapterMethods):
 
     async def _call_in_engine(self, fn: Callable[[], Any]) -> Any:
         if self._thread is None or not self._thread.is_alive():
-            return await asyncio.to_thread(fn)
+            return await to_thread_releasing(fn)
         fut: Future = Future()
         self._commands.put((fn, fut))
         self._inbox.put(None)  # an idle loop waits on the inbox: run the command now, not at its next poll

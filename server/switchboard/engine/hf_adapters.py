@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterIncompatible
+from ..openmp import to_thread_releasing
 from .lora_stacks import LoraStacks, PreparedAdapter
 from .quant import refusal
 
@@ -36,7 +36,7 @@ class AdapterMethods:
     async def add_adapter(self, key: str, path: Path) -> None:
         # The weights are read and the LoRA modules built in a worker thread; the engine thread only
         # attaches them between two decode steps (or runs PEFT's loader when the fast path can't).
-        prepared = await asyncio.to_thread(self._prepare, key, Path(path))
+        prepared = await to_thread_releasing(self._prepare, key, Path(path))
         await self._call_in_engine(lambda: self._load_adapter(key, Path(path), prepared))
 
     async def remove_adapter(self, key: str) -> None:

@@ -30,6 +30,7 @@ from ..engine import build_engine
 from ..engine.base import GenerationOutput, GenerationRequest
 from ..engine.residency import Residency
 from ..models import resolve_model_dir
+from ..openmp import to_thread_releasing
 from ..registry import AdapterRef
 from ..validation import base_model_info, check_fits, read_adapter
 
@@ -63,7 +64,7 @@ class EngineReplica:
         settings = Settings.model_validate(settings_data)
         self.settings = settings
         self.engine = build_engine(settings)
-        await asyncio.to_thread(self.engine.load_model)
+        await to_thread_releasing(self.engine.load_model)
         await self.engine.start()
         self.base_info = await asyncio.to_thread(base_model_info, Path(self.engine.model_dir), settings.base_model_id)
         self.residency = Residency(self.engine, settings.max_resident_adapters)
