@@ -4,7 +4,7 @@
 row, where a decode step is a string of small GEMVs, the reorder costs as much as the product (a 640 x 2048
 MLP projection: ~100 µs against ~50 µs packed, on an AVX-512-bf16 EPYC). Reordered once at load
 (`torch.ops.mkldnn._reorder_linear_weight`, then `_linear_pointwise`: what inductor's CPU freezing does),
-the same weights give the same values bit for bit, 1.5-2x faster at one row and 1.3-1.9x at 4-16 rows
+the same weights give the same values bit for bit, 1.6-2.1x faster at one row and 1.3-2x at 4-16 rows
 (`loadtests/bench_linear.py`, docs/benchmarks.md).
 
 `PackedBF16Linear` is still an `nn.Linear`, so PEFT wraps it with LoRA layers as before; its `weight` is read
@@ -80,7 +80,8 @@ def packed_kernel() -> bool:
 
 def hold_packed_bf16(model: Any, mode: WeightsMode, device: torch.device) -> tuple[str, str]:
     """Swap a bf16 model's Linear layers (the lm_head aside) for PackedBF16Linear where `mode` is auto:
-    (how they are held, why), e.g. ("bfloat16-packed", "29 Linear weights packed for oneDNN (bf16)")."""
+    (how they are held, why), e.g. ("bfloat16-packed", "126 Linear weights packed for oneDNN (bf16), the lm_head
+    plain")."""
     if mode == "dtype":
         return "bfloat16", "weights in bfloat16, as configured (--weights dtype)"
     if mode == "fp16":

@@ -34,7 +34,7 @@ from .fp16_weights import WeightsMode, fp16_holds_all, fp16_kernel, hold_fp16
 from .fused_norms import fuse_norms
 from .hf_adapters import AdapterMethods
 from .ledger import RequestLedger
-from .lm_head import HeadMode, shortlist_decides, shortlist_head
+from .lm_head import HeadMode, shortlist_head, shortlisted
 from .logprobs import step_logprobs
 from .lora_stacks import LoraStacks
 from .quant import quantize_int8
@@ -122,10 +122,8 @@ class HFEngine(AdapterMethods):
             else:
                 self.weights_held, self.weights_reason = hold_fp16(model, self.weights, self.dtype, self.device)
             fuse_norms(model, self.dtype)
-        if use_fp32_decode_attention(model, self.dtype, self.device):
-            self.attention = (
-                "sdpa, fp32 at decode"  # torch's bf16 CPU kernel is the slower one there (engine/attention.py)
-            )
+        if use_fp32_decode_attention(model, self.dtype, self.device):  # bf16 on the CPU (engine/attention.py)
+            self.attention = "sdpa, fp32 at decode"
         self.model = model
         self.stacks = LoraStacks(model, self.dtype, self.device)
         self.stacks.head, self.lm_head_reason = shortlist_head(model, self.lm_head, None if int8 else tied)
@@ -322,7 +320,7 @@ class HFEngine(AdapterMethods):
         ids, mask, positions = left_padded([r.request.prompt_ids for r in rows])
         cache = DynamicCache()
         logits = self.stacks.logits(
-            ids, mask, positions, cache, [r.adapter_name for r in rows], self._shortlisted(rows)
+            ids, mask, positions, cache, [r.adapter_name for r in rows], shortlisted(self.stacks.head, rows)
         )
         # the Batch holds the position of the token fed next; _emit's advance() moves it past the prompt
         batch = Batch(rows, cache, mask, positions[:, -1], torch.zeros(len(rows), dtype=torch.long))
@@ -335,18 +333,12 @@ class HFEngine(AdapterMethods):
         mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=batch.mask.dtype)], dim=1)
         logits = self.stacks.logits(
             batch.tokens[:, None], mask, batch.positions[:, None], batch.cache, batch.adapter_names(),
-            self._shortlisted(batch.rows),
+            shortlisted(self.stacks.head, batch.rows),
         )  # fmt: skip
         batch.mask = mask
         if self.tracer is not None:
             self.tracer.step("decode", [r.request.request_id for r in batch.rows], len(batch), started_ns)
         return self._emit(batch, logits)
-
-    def _shortlisted(self, rows: list[Row]) -> torch.Tensor | None:
-        """Which rows a shortlisted lm_head decides exactly (engine/lm_head.py); None without one."""
-        if self.stacks.head is None:
-            return None
-        return torch.tensor([shortlist_decides(row.request.params) for row in rows])
 
     def _emit(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
         """Sample each row's next token, deliver new text, and drop finished rows."""

@@ -25,6 +25,7 @@ there a call with more than `AMX_MAX_ROWS` shortlisted rows takes the full produ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -140,6 +141,14 @@ def shortlist_head(model: Any, mode: HeadMode, tied: torch.Tensor | None) -> tup
     release_freed_memory()  # the int8 table's staging copies (~0.2 GB on Gemma 3 270M)
     why = f"lm_head: int8 over {vocab} tokens, the best {KEEP} per row exact"
     return shortlist, why + (f"; over {AMX_MAX_ROWS} rows a step the full bf16 product (AMX)" if amx else "")
+
+
+def shortlisted(head: nn.Module | None, rows: Sequence[Any]) -> torch.Tensor | None:
+    """Which of the engine's rows (each with `.request.params`) `head` decides exactly when it is a shortlist
+    (None: no shortlisted head, every row gets the full product)."""
+    if head is None:
+        return None
+    return torch.tensor([shortlist_decides(row.request.params) for row in rows])
 
 
 def shortlist_decides(params: SamplingParams) -> bool:
